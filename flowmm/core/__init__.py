@@ -1,0 +1,1 @@
+"""The framework core: port types, nodes, graph spec, plan and engines."""

@@ -1,0 +1,60 @@
+"""Finding node modules: the built-in library (``flowmm.nodes``) and user folders."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from pathlib import Path
+
+from flowmm.errors import FlowmmError, Location
+
+_builtin_loaded = False
+_plugin_dirs: dict[Path, list[str]] = {}
+
+
+def load_builtin_nodes() -> None:
+    """Import every module of the built-in node library once."""
+    global _builtin_loaded
+    if _builtin_loaded:
+        return
+    _builtin_loaded = True
+    import flowmm.nodes as pkg
+
+    for info in pkgutil.walk_packages(pkg.__path__, prefix="flowmm.nodes."):
+        importlib.import_module(info.name)
+
+
+def load_plugin_dir(path: str | Path, location: Location | None = None) -> list[str]:
+    """Import every ``*.py`` in a folder (not ``_*.py``) as a node module.
+
+    Modules get a stable name derived from the folder, so the fused backend can import
+    their kernels by name. Loading the same folder twice is a no-op."""
+    folder = Path(path).expanduser().resolve()
+    if folder in _plugin_dirs:
+        return _plugin_dirs[folder]
+    if not folder.is_dir():
+        raise FlowmmError(f"node folder not found: {path}", location, hint="check --nodes / plugins:")
+    tag = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
+    names = []
+    for file in sorted(folder.glob("*.py")):
+        if file.name.startswith("_"):
+            continue
+        modname = f"flowmm_plugins_{tag}_{file.stem}"
+        spec = importlib.util.spec_from_file_location(modname, file)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[modname] = module
+        try:
+            spec.loader.exec_module(module)
+        except FlowmmError:
+            raise
+        except Exception as exc:  # a user's module failed: say which, keep the cause
+            del sys.modules[modname]
+            raise FlowmmError(
+                f"cannot load node module {file}: {type(exc).__name__}: {exc}", location
+            ) from exc
+        names.append(modname)
+    _plugin_dirs[folder] = names
+    return names

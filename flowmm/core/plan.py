@@ -1,0 +1,563 @@
+"""Graph spec -> validated plan: a networkx DAG, a fixed schedule, all buffers as arrays.
+
+Everything that can be wrong with a graph file is found here, all at once, each finding
+located to its YAML line (``GraphError`` holds the list). The plan is computed once;
+engines only index its arrays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+from pydantic import ValidationError
+
+from flowmm.core.discovery import load_plugin_dir
+from flowmm.core.node import In, Node, closest_types, registry
+from flowmm.core.ports import PORT_TYPES
+from flowmm.core.spec import GraphSpec, NodeSpec, TierSpec
+from flowmm.core.streams import STREAM_INDEX, STREAMS
+from flowmm.core.yamlloc import Located, load_located, load_located_file
+from flowmm.errors import Diagnostic, GraphError
+
+TRUTH = "source.truth"
+
+
+@dataclass
+class PortInfo:
+    id: int
+    address: str  # "node.port" or a stream address
+    type: str
+    size: int | None  # vec size
+    producer: str | None  # node name; None for streams
+
+    @property
+    def batch(self) -> bool:
+        return PORT_TYPES[self.type].batch
+
+
+@dataclass
+class InputBinding:
+    name: str
+    decl: In
+    ports: list[int]  # one per source (variadic: several; unwired optional: none)
+    slots: list[int]  # a "seen" slot per source: the version this consumer last read
+
+
+@dataclass
+class NodePlan:
+    index: int  # position in the schedule
+    name: str
+    cls: type[Node]
+    node: Node
+    trigger: str
+    tier: str
+    every: int
+    phase: int
+    inputs: list[InputBinding]
+    outputs: list[tuple[str, int]]  # (port name, port id), declaration order
+    params: np.ndarray
+    state: tuple[np.ndarray, ...]
+    gather: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # variadic buffers
+    dummies: dict[str, Any] = field(default_factory=dict)  # unwired optional inputs
+
+    @property
+    def type_name(self) -> str:
+        return self.cls.type_name
+
+
+@dataclass
+class TraceColumn:
+    name: str
+    port: int
+    index: int  # flat index into the port's array
+
+
+@dataclass
+class Plan:
+    spec: GraphSpec
+    file: str | None
+    graph: nx.DiGraph
+    ports: list[PortInfo]
+    nodes: list[NodePlan]  # in schedule order
+    trace: list[TraceColumn]
+    ladder_port: int | None
+    cancel_port: int | None
+    n_slots: int
+    version_hash: str
+    warnings: list[Diagnostic]
+    port_ids: dict[str, int]
+
+    def node(self, name: str) -> NodePlan:
+        return next(n for n in self.nodes if n.name == name)
+
+    def allocate(self) -> Buffers:
+        """Fresh buffers, versions, cursors and node state for one run."""
+        caps = self.spec.buffers
+        values: list[Any] = []
+        for p in self.ports:
+            pt = PORT_TYPES[p.type]
+            values.append(pt.allocate(p.size, getattr(caps, p.type, 0)) if p.batch else pt.allocate(p.size))
+        for n in self.nodes:
+            n.state = n.node.init_state()
+        return Buffers(
+            values=values,
+            ver=np.zeros(len(self.ports), np.int64),
+            seen=np.zeros(self.n_slots, np.int64),
+        )
+
+
+@dataclass
+class Buffers:
+    values: list[Any]  # value port: ndarray; batch port: (times, records)
+    ver: np.ndarray  # per port: emissions so far (batch: records written)
+    seen: np.ndarray  # per input slot: version when the consumer last ran
+
+
+def load_plan(
+    source: str | Path | dict,
+    *,
+    node_dirs: list[str | Path] = (),
+    provides: set[str] | None = None,
+    strict: bool = False,
+) -> Plan:
+    """Load, validate and plan a graph; raise ``GraphError`` with every finding.
+
+    ``provides``: the streams the chosen source/execution layer write (None = any stream).
+    ``strict``: warnings are errors too."""
+    if isinstance(source, dict):
+        doc = Located(source, {}, None)
+        base = Path.cwd()
+    elif (
+        isinstance(source, (str, Path))
+        and Path(source).suffix in (".yaml", ".yml")
+        or Path(str(source)).exists()
+    ):
+        doc = load_located_file(source)
+        base = Path(source).resolve().parent
+    else:
+        doc = load_located(str(source), "<string>")
+        base = Path.cwd()
+    return _Builder(doc, base, list(node_dirs), provides, strict).build()
+
+
+class _Builder:
+    def __init__(self, doc: Located, base: Path, node_dirs: list, provides, strict: bool):
+        self.doc = doc
+        self.base = base
+        self.node_dirs = node_dirs
+        self.provides = provides
+        self.strict = strict
+        self.diags: list[Diagnostic] = list(doc.diagnostics)
+
+    # -- reporting -------------------------------------------------------------------
+    def err(self, msg: str, path: tuple, node: str | None = None, port: str | None = None, hint=None):
+        self.diags.append(Diagnostic(msg, self.doc.loc(path, node, port), "error", hint))
+
+    def warn(self, msg: str, path: tuple, node: str | None = None, port: str | None = None, hint=None):
+        self.diags.append(Diagnostic(msg, self.doc.loc(path, node, port), "warning", hint))
+
+    def fail_if_errors(self):
+        if self.strict:
+            self.diags = [Diagnostic(d.message, d.location, "error", d.hint) for d in self.diags]
+        if any(d.severity == "error" for d in self.diags):
+            raise GraphError(self.diags)
+
+    # -- build -----------------------------------------------------------------------
+    def build(self) -> Plan:
+        data = self.doc.data
+        if not isinstance(data, dict):
+            self.err("a graph file is a mapping with at least name, clock and nodes", ())
+            self.fail_if_errors()
+        spec = self._spec(data)
+        self.fail_if_errors()
+        self._plugins(spec)
+        reg = registry()
+        instances: dict[str, Node] = {}
+        for name, ns in spec.nodes.items():
+            node = self._node(name, ns, reg, spec.tiers)
+            if node is not None:
+                instances[name] = node
+        ports, port_ids = self._ports(spec, instances)
+        graph, wiring = self._wire(spec, instances, ports, port_ids)
+        ladder_port = self._exec_ref(
+            spec.execution.ladder, ("execution", "ladder"), "ladder", port_ids, ports
+        )
+        cancel_port = self._exec_ref(spec.execution.cancel, ("execution", "cancel"), "f64", port_ids, ports)
+        trace = self._trace(spec, ports, port_ids, instances)
+        self._cycles(graph)
+        self._unconsumed(spec, instances, graph, trace, ladder_port, cancel_port, port_ids)
+        self.fail_if_errors()
+        return self._plan(spec, instances, ports, port_ids, graph, wiring, trace, ladder_port, cancel_port)
+
+    def _spec(self, data: dict) -> GraphSpec | None:
+        try:
+            return GraphSpec.model_validate(data)
+        except ValidationError as exc:
+            for e in exc.errors():
+                loc = tuple(
+                    x
+                    for x in e["loc"]
+                    if not (
+                        isinstance(x, str) and x in ("int", "TierSpec", "str", "list[str]", "literal['all']")
+                    )
+                )
+                path = tuple("in" if x == "in_" else x for x in loc)
+                node = path[1] if len(path) > 1 and path[0] == "nodes" else None
+                what = ".".join(str(x) for x in path) or "graph"
+                msg = e["msg"]
+                if e["type"] == "extra_forbidden":
+                    msg = f"unknown key {path[-1]!r}"
+                    self.err(msg, path, node, hint=_allowed_keys_hint(path))
+                else:
+                    self.err(f"{what}: {msg}", path, node)
+            return None
+
+    def _plugins(self, spec: GraphSpec):
+        for d in self.node_dirs:
+            load_plugin_dir(d)
+        for i, d in enumerate(spec.plugins):
+            path = Path(d) if Path(d).is_absolute() else self.base / d
+            load_plugin_dir(path, self.doc.loc(("plugins", i)))
+
+    def _node(self, name: str, ns: NodeSpec, reg: dict, tiers: dict[str, TierSpec]) -> Node | None:
+        path = ("nodes", name)
+        cls = reg.get(ns.type)
+        if cls is None:
+            close = closest_types(ns.type)
+            self.err(
+                f"unknown node type {ns.type!r}",
+                path + ("type", "<value>"),
+                name,
+                hint=(f"did you mean {', '.join(close)}? " if close else "")
+                + "`flowmm nodes` lists all types",
+            )
+            return None
+        try:
+            params = cls.Params.model_validate(ns.params)
+        except ValidationError as exc:
+            for e in exc.errors():
+                ppath = path + ("params",) + tuple(e["loc"][:1])
+                key = e["loc"][0] if e["loc"] else None
+                if e["type"] == "extra_forbidden":
+                    fields = list(cls.Params.model_fields)
+                    self.err(
+                        f"unknown param {key!r} for {ns.type}",
+                        ppath,
+                        name,
+                        hint=f"{ns.type} takes: {', '.join(fields) or 'no params'}",
+                    )
+                else:
+                    self.err(f"param {key!r}: {e['msg']}" if key else e["msg"], ppath + ("<value>",), name)
+            return None
+        tier = ns.tier or cls.tier
+        trigger = ns.trigger or cls.trigger
+        if ns.tier is not None and trigger == "event":
+            self.err(
+                f"tier {ns.tier!r} set on an event-triggered node",
+                path + ("tier", "<value>"),
+                name,
+                hint="tiers count quote cycles; set trigger: cycle, or drop tier",
+            )
+        if tier not in tiers:
+            self.err(
+                f"unknown tier {tier!r}",
+                path + ("tier", "<value>"),
+                name,
+                hint=f"tiers of this graph: {', '.join(tiers)}",
+            )
+        node = cls(params)
+        node._spec_tier, node._spec_trigger = tier, trigger  # type: ignore[attr-defined]
+        return node
+
+    def _ports(self, spec: GraphSpec, instances: dict[str, Node]):
+        ports: list[PortInfo] = []
+        for s in STREAMS:
+            ports.append(PortInfo(len(ports), s.address, s.type, s.size, None))
+        for name, node in instances.items():
+            for port, decl in node.outputs.items():
+                ports.append(PortInfo(len(ports), f"{name}.{port}", decl.type, node.output_size(port), name))
+        return ports, {p.address: p.id for p in ports}
+
+    def _resolve(self, ref: Any, path: tuple, consumer: str, port: str, ports, port_ids, spec) -> int | None:
+        """A ``node.port`` or stream reference -> port id, or an error at ``path``."""
+        if not isinstance(ref, str) or "." not in ref:
+            self.err(f"input {port!r}: expected 'node.port', got {ref!r}", path, consumer, port)
+            return None
+        if ref in port_ids:
+            if ref == TRUTH and not spec.nodes[consumer].diagnostic:
+                self.err(
+                    f"{consumer} reads {TRUTH} (the synthetic market's ground truth)",
+                    path,
+                    consumer,
+                    port,
+                    hint="only a node marked `diagnostic: true` may read it; a strategy must not",
+                )
+            if ref in STREAM_INDEX and self.provides is not None and ref not in self.provides:
+                self.err(
+                    f"input {port!r}: stream {ref} is not provided by the chosen source/execution",
+                    path,
+                    consumer,
+                    port,
+                    hint=f"provided: {', '.join(sorted(self.provides))}",
+                )
+            return port_ids[ref]
+        owner, _, out = ref.partition(".")
+        if owner in ("source", "exec"):
+            streams = [s.address for s in STREAMS if s.address.startswith(owner + ".")]
+            self.err(f"unknown stream {ref!r}", path, consumer, port, hint=f"streams: {', '.join(streams)}")
+        elif owner not in spec.nodes:
+            import difflib
+
+            close = difflib.get_close_matches(owner, list(spec.nodes), n=1)
+            self.err(
+                f"input {port!r} reads unknown node {owner!r}",
+                path,
+                consumer,
+                port,
+                hint=f"did you mean {close[0]!r}?" if close else "define it under nodes:",
+            )
+        elif owner in self._known_outputs(spec):
+            outs = self._known_outputs(spec)[owner]
+            self.err(
+                f"input {port!r}: node {owner!r} has no output {out!r}",
+                path,
+                consumer,
+                port,
+                hint=f"{owner} outputs: {', '.join(outs)}",
+            )
+        return None
+
+    def _known_outputs(self, spec: GraphSpec) -> dict[str, list[str]]:
+        reg = registry()
+        return {n: list(reg[s.type].outputs) for n, s in spec.nodes.items() if s.type in reg}
+
+    def _wire(self, spec: GraphSpec, instances, ports, port_ids):
+        graph = nx.DiGraph()
+        wiring: dict[str, dict[str, list[int]]] = {}
+        for name in spec.nodes:
+            graph.add_node(name)
+        for name, node in instances.items():
+            ns = spec.nodes[name]
+            wiring[name] = {}
+            for port in ns.in_:
+                if port not in node.inputs:
+                    self.err(
+                        f"{ns.type} has no input {port!r}",
+                        ("nodes", name, "in", port),
+                        name,
+                        port,
+                        hint=f"inputs: {', '.join(node.inputs) or 'none'}",
+                    )
+            for port, decl in node.inputs.items():
+                ipath = ("nodes", name, "in", port)
+                if port not in ns.in_:
+                    if not decl.optional:
+                        self.err(
+                            f"missing required input {port!r} ({decl.type}{'[]' if decl.variadic else ''})",
+                            ("nodes", name, "in")
+                            if "in" in spec.nodes[name].model_fields_set
+                            else ("nodes", name),
+                            name,
+                            port,
+                            hint=f"wire it: in: {{{port}: <node>.<port>}}",
+                        )
+                    wiring[name][port] = []
+                    continue
+                refs = ns.in_[port]
+                if isinstance(refs, list):
+                    if not decl.variadic:
+                        self.err(
+                            f"input {port!r} takes one source, got a list of {len(refs)}",
+                            ipath + ("<value>",),
+                            name,
+                            port,
+                        )
+                        refs = refs[:1]
+                    paths = [ipath + (i,) for i in range(len(refs))]
+                else:
+                    refs, paths = [refs], [ipath + ("<value>",)]
+                ids = []
+                for ref, rpath in zip(refs, paths):
+                    pid = self._resolve(ref, rpath, name, port, ports, port_ids, spec)
+                    if pid is None:
+                        continue
+                    src = ports[pid]
+                    if src.type != decl.type:
+                        self.err(
+                            f"type mismatch: {src.address} is {src.type}, "
+                            f"but {name}.{port} ({ns.type}) takes {decl.type}",
+                            rpath,
+                            name,
+                            port,
+                        )
+                        continue
+                    ids.append(pid)
+                    if src.producer is not None:
+                        graph.add_edge(src.producer, name, port=port, type=src.type)
+                wiring[name][port] = ids
+        return graph, wiring
+
+    def _exec_ref(self, ref, path, want: str, port_ids, ports) -> int | None:
+        if ref is None:
+            return None
+        if ref not in port_ids or ref in STREAM_INDEX:
+            self.err(f"execution: {ref!r} is not a node output", path + ("<value>",))
+            return None
+        p = ports[port_ids[ref]]
+        if p.type != want:
+            self.err(f"execution.{path[-1]}: {ref} is {p.type}, needs {want}", path + ("<value>",))
+            return None
+        return p.id
+
+    def _trace(self, spec, ports, port_ids, instances) -> list[TraceColumn]:
+        cols: list[TraceColumn] = []
+        if spec.trace == "all":
+            chosen = [p for p in ports if p.producer in instances]
+        else:
+            chosen = []
+            for i, ref in enumerate(spec.trace):
+                if ref not in port_ids:
+                    self.err(f"trace: unknown output {ref!r}", ("trace", i))
+                    continue
+                chosen.append(ports[port_ids[ref]])
+        for p in chosen:
+            suffixes = PORT_TYPES[p.type].scalar_columns(p.size)
+            if not suffixes and spec.trace != "all":
+                self.err(f"trace: {p.address} is {p.type}, not a scalar type", ("trace",))
+            for i, suf in enumerate(suffixes):
+                cols.append(TraceColumn(p.address + suf, p.id, i))
+        return cols
+
+    def _cycles(self, graph: nx.DiGraph):
+        try:
+            cycle = nx.find_cycle(graph)
+        except nx.NetworkXNoCycle:
+            return
+        names = [u for u, _ in cycle] + [cycle[0][0]]
+        first = cycle[0][1]
+        self.err(
+            "cycle in the graph: " + " -> ".join(names),
+            ("nodes", first, "in"),
+            first,
+            hint="a node cannot depend on its own output; break the loop (e.g. feed back a lagged value)",
+        )
+
+    def _unconsumed(self, spec, instances, graph, trace, ladder_port, cancel_port, port_ids):
+        traced = {c.port for c in trace}
+        consumed = set()
+        for name in instances:
+            for refs in spec.nodes[name].in_.values():
+                for r in refs if isinstance(refs, list) else [refs]:
+                    consumed.add(r)
+        for name, node in instances.items():
+            for port in node.outputs:
+                addr = f"{name}.{port}"
+                pid = port_ids[addr]
+                if addr in consumed or pid in traced or pid in (ladder_port, cancel_port):
+                    continue
+                self.warn(
+                    f"output {addr} is neither consumed nor traced",
+                    ("nodes", name),
+                    name,
+                    port,
+                    hint="wire it, add it to trace:, or remove the node (--strict makes this an error)",
+                )
+
+    def _plan(self, spec, instances, ports, port_ids, graph, wiring, trace, ladder_port, cancel_port) -> Plan:
+        tiers = spec.tiers
+        order = [n for gen in nx.topological_generations(graph) for n in sorted(gen)]
+        nodes: list[NodePlan] = []
+        slot = 0
+        for name in order:
+            node = instances[name]
+            tier = node._spec_tier
+            bindings = []
+            for port, decl in node.inputs.items():
+                ids = wiring[name][port]
+                bindings.append(InputBinding(port, decl, ids, list(range(slot, slot + len(ids)))))
+                slot += len(ids)
+            np_ = NodePlan(
+                index=len(nodes),
+                name=name,
+                cls=type(node),
+                node=node,
+                trigger=node._spec_trigger,
+                tier=tier,
+                every=tiers[tier].every,
+                phase=tiers[tier].phase,
+                inputs=bindings,
+                outputs=[(p, port_ids[f"{name}.{p}"]) for p in node.outputs],
+                params=node.pack_params(),
+                state=node.init_state(),
+            )
+            for b in bindings:
+                pt = PORT_TYPES[b.decl.type]
+                if b.decl.variadic:
+                    shape = ports[b.ports[0]].size if b.ports else 1
+                    base = pt.shape(shape) if pt.name == "vec" else pt.shape()
+                    np_.gather[b.name] = (
+                        np.full((len(b.ports),) + base, np.nan),
+                        np.zeros(len(b.ports), np.bool_),
+                    )
+                elif not b.ports:
+                    cap = getattr(spec.buffers, pt.name, 1) if pt.batch else 0
+                    np_.dummies[b.name] = pt.allocate(1, max(cap, 1)) if pt.batch else pt.allocate(1)
+            nodes.append(np_)
+        return Plan(
+            spec=spec,
+            file=self.doc.file,
+            graph=graph,
+            ports=ports,
+            nodes=nodes,
+            trace=trace,
+            ladder_port=ladder_port,
+            cancel_port=cancel_port,
+            n_slots=slot,
+            version_hash=_version_hash(spec, instances),
+            warnings=[d for d in self.diags if d.severity == "warning"],
+            port_ids=port_ids,
+        )
+
+
+def _allowed_keys_hint(path: tuple) -> str | None:
+    from flowmm.core import spec as S
+
+    models = {
+        (): S.GraphSpec,
+        ("instrument",): S.InstrumentSpec,
+        ("clock",): S.ClockSpec,
+        ("execution",): S.ExecutionSpec,
+        ("buffers",): S.BuffersSpec,
+    }
+    parent = path[:-1]
+    if len(parent) == 2 and parent[0] == "nodes":
+        model = S.NodeSpec
+        keys = ["type", "in", "params", "tier", "trigger", "diagnostic", "doc"]
+        return f"node keys: {', '.join(keys)}"
+    model = models.get(parent)
+    if model is None:
+        return None
+    return f"allowed keys: {', '.join(f.alias or k for k, f in model.model_fields.items())}"
+
+
+def _version_hash(spec: GraphSpec, instances: dict[str, Node]) -> str:
+    """sha256 over the spec (params resolved with defaults) and every used kernel's module source."""
+    h = hashlib.sha256()
+    doc = spec.model_dump(mode="json", by_alias=True)
+    for name, node in instances.items():
+        doc["nodes"][name]["params"] = node.params.model_dump(mode="json")
+    h.update(json.dumps(doc, sort_keys=True).encode())
+    for mod in sorted({type(n).__module__ for n in instances.values()}):
+        cls = next(type(n) for n in instances.values() if type(n).__module__ == mod)
+        try:
+            h.update(inspect.getsource(inspect.getmodule(cls)).encode())
+        except (OSError, TypeError):
+            h.update(mod.encode())
+    return h.hexdigest()[:16]

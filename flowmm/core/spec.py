@@ -1,0 +1,107 @@
+"""The graph file as pydantic models (``GraphSpec``), every key documented in docs/graph-reference.md.
+
+Node params are validated later, against each node type's own ``Params`` model, so that a
+mistyped param is reported at its own line with the node's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InstrumentSpec(Strict):
+    coin: str = "HYPE"
+    dex: str | None = None  # HIP-3 builder dex, None = main dex
+    tick_size: float | None = Field(None, gt=0)
+    sz_decimals: int | None = Field(None, ge=0)
+
+
+class ClockSpec(Strict):
+    """Quote cycles: every ``quote_every_ms`` of event time, or on every book update."""
+
+    quote_every_ms: int | None = Field(None, gt=0)
+    on_book: bool = False
+
+    @model_validator(mode="after")
+    def _one_mode(self):
+        if (self.quote_every_ms is None) == (not self.on_book):
+            raise ValueError("set exactly one of quote_every_ms: N or on_book: true")
+        return self
+
+
+class TierSpec(Strict):
+    every: int = Field(gt=0)  # runs on cycles where cycle % every == phase
+    phase: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _phase_lt_every(self):
+        if self.phase >= self.every:
+            raise ValueError(f"phase must be < every ({self.every})")
+        return self
+
+
+class ExecutionSpec(Strict):
+    ladder: str | None = None  # node.port of type ladder: the desired quotes
+    cancel: str | None = None  # node.port of type f64: interrupt (+1 bids, -1 asks, 0 both)
+
+
+class BuffersSpec(Strict):
+    """Ring capacities of batch ports (records). A consumer may fall at most this far behind."""
+
+    trades: int = Field(65536, gt=0)
+    fills: int = Field(4096, gt=0)
+    markouts: int = Field(16384, gt=0)
+    actions: int = Field(4096, gt=0)
+
+
+class NodeSpec(Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    type: str
+    in_: dict[str, str | list[str]] = Field(default_factory=dict, alias="in")
+    params: dict[str, Any] = Field(default_factory=dict)
+    tier: str | None = None
+    trigger: Literal["event", "cycle"] | None = None
+    diagnostic: bool = False  # may read source.truth (synthetic ground truth)
+    doc: str | None = None
+
+
+class GraphSpec(Strict):
+    name: str
+    description: str = ""
+    instrument: InstrumentSpec = Field(default_factory=InstrumentSpec)
+    clock: ClockSpec
+    tiers: dict[str, int | TierSpec] = Field(default_factory=lambda: {"hot": 1, "warm": 3, "cold": 10})
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    buffers: BuffersSpec = Field(default_factory=BuffersSpec)
+    trace: list[str] | Literal["all"] = "all"  # node.port list; "all" = every scalar output
+    plugins: list[str] = Field(default_factory=list)  # folders of user node modules
+    nodes: dict[str, NodeSpec]
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers(cls, v: dict[str, Any]) -> dict[str, TierSpec]:
+        out = {}
+        for name, t in v.items():
+            if isinstance(t, int):
+                if t <= 0:
+                    raise ValueError(f"tier {name!r}: period must be > 0")
+                t = TierSpec(every=t)
+            out[name] = t
+        return out
+
+    @field_validator("nodes")
+    @classmethod
+    def _names(cls, v: dict[str, NodeSpec]) -> dict[str, NodeSpec]:
+        for name in v:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(f"node name {name!r} must be an identifier (letters, digits, _)")
+            if name in ("source", "exec"):
+                raise ValueError(f"node name {name!r} is reserved for streams")
+        return v

@@ -1,0 +1,1 @@
+"""The flowmm node library (installed as ``flowmm.nodes``): one module per concept."""

@@ -1,0 +1,1 @@
+"""General-purpose nodes: arithmetic and smoothing that are not market concepts."""
