@@ -24,7 +24,7 @@ from flowmm.core.ports import PORT_TYPES
 from flowmm.core.spec import GraphSpec, NodeSpec, TierSpec
 from flowmm.core.streams import STREAM_INDEX, STREAMS
 from flowmm.core.yamlloc import Located, load_located, load_located_file
-from flowmm.errors import Diagnostic, GraphError
+from flowmm.errors import Diagnostic, FlowmmError, GraphError
 
 TRUTH = "source.truth"
 
@@ -134,10 +134,9 @@ def load_plan(
     if isinstance(source, dict):
         doc = Located(source, {}, None)
         base = Path.cwd()
-    elif (
-        isinstance(source, (str, Path))
-        and Path(source).suffix in (".yaml", ".yml")
-        or Path(str(source)).exists()
+    elif isinstance(source, Path) or (
+        # a one-line string naming a file; YAML text has newlines (and may be too long to stat)
+        "\n" not in source and (Path(source).suffix in (".yaml", ".yml") or Path(source).exists())
     ):
         doc = load_located_file(source)
         base = Path(source).resolve().parent
@@ -155,6 +154,10 @@ class _Builder:
         self.provides = provides
         self.strict = strict
         self.diags: list[Diagnostic] = list(doc.diagnostics)
+        self.broken: set[Any] = set()  # nodes dropped for spec errors: references to them stay quiet
+        self.spec: GraphSpec | None = None
+        self.instances: dict[str, Node] = {}
+        self.classes: dict[str, type[Node]] = {}  # every node of a known type
 
     # -- reporting -------------------------------------------------------------------
     def err(self, msg: str, path: tuple, node: str | None = None, port: str | None = None, hint=None):
@@ -164,6 +167,8 @@ class _Builder:
         self.diags.append(Diagnostic(msg, self.doc.loc(path, node, port), "warning", hint))
 
     def fail_if_errors(self):
+        # in file order: the report reads top to bottom like the file
+        self.diags.sort(key=lambda d: (d.location.line or 0, d.location.col or 0))
         if self.strict:
             self.diags = [Diagnostic(d.message, d.location, "error", d.hint) for d in self.diags]
         if any(d.severity == "error" for d in self.diags):
@@ -175,17 +180,16 @@ class _Builder:
         if not isinstance(data, dict):
             self.err("a graph file is a mapping with at least name, clock and nodes", ())
             self.fail_if_errors()
-        spec = self._spec(data)
-        self.fail_if_errors()
+        spec = self.spec = self._spec(data)
         self._plugins(spec)
         reg = registry()
-        instances: dict[str, Node] = {}
+        instances: dict[str, Node] = self.instances
         for name, ns in spec.nodes.items():
             node = self._node(name, ns, reg, spec.tiers)
             if node is not None:
                 instances[name] = node
         ports, port_ids = self._ports(spec, instances)
-        graph, wiring = self._wire(spec, instances, ports, port_ids)
+        graph, wiring = self._wire(spec, self.classes, ports, port_ids)
         ladder_port = self._exec_ref(
             spec.execution.ladder, ("execution", "ladder"), "ladder", port_ids, ports
         )
@@ -196,35 +200,54 @@ class _Builder:
         self.fail_if_errors()
         return self._plan(spec, instances, ports, port_ids, graph, wiring, trace, ladder_port, cancel_port)
 
-    def _spec(self, data: dict) -> GraphSpec | None:
+    def _spec(self, data: dict) -> GraphSpec:
+        """Validate the graph-level keys. On errors, report them all and carry on with a
+        repaired copy (bad keys reset to defaults, broken nodes dropped), so that the
+        checks of every other node still run and one pass reports everything."""
+        if not data and not self.doc.diagnostics:
+            self.err("the graph file is empty", (), hint="a graph needs at least name, clock and nodes")
+            self.fail_if_errors()
         try:
             return GraphSpec.model_validate(data)
         except ValidationError as exc:
-            for e in exc.errors():
-                loc = tuple(
-                    x
-                    for x in e["loc"]
-                    if not (
-                        isinstance(x, str) and x in ("int", "TierSpec", "str", "list[str]", "literal['all']")
-                    )
-                )
-                path = tuple("in" if x == "in_" else x for x in loc)
-                node = path[1] if len(path) > 1 and path[0] == "nodes" else None
+            errors = _pydantic_errors(exc, data)
+        nodes = dict(data["nodes"]) if isinstance(data.get("nodes"), dict) else {}
+        repaired = dict(data)
+        for path, kind, msg in errors:
+            node = path[1] if len(path) > 1 and path[0] == "nodes" else None
+            if kind == "extra_forbidden":
+                self.err(f"unknown key {path[-1]!r}", path, node, hint=_allowed_keys_hint(path))
+            else:
                 what = ".".join(str(x) for x in path) or "graph"
-                msg = e["msg"]
-                if e["type"] == "extra_forbidden":
-                    msg = f"unknown key {path[-1]!r}"
-                    self.err(msg, path, node, hint=_allowed_keys_hint(path))
-                else:
-                    self.err(f"{what}: {msg}", path, node)
-            return None
+                self.err(f"{what}: {msg}", path + ("<value>",), node)
+            if node is not None:
+                self.broken.add(node)
+                nodes.pop(node, None)
+            elif path == ("nodes",):  # bad node names (or not a mapping at all)
+                for name in list(nodes):
+                    if not isinstance(name, str) or not name.isidentifier() or name in ("source", "exec"):
+                        self.broken.add(name)
+                        nodes.pop(name)
+            elif path:
+                repaired.pop(path[0], None)  # back to its default
+        repaired["nodes"] = nodes
+        repaired.setdefault("name", "<invalid>")
+        repaired.setdefault("clock", {"on_book": True})
+        try:
+            return GraphSpec.model_validate(repaired)
+        except ValidationError:  # not repairable: report what was found
+            self.fail_if_errors()
+            raise
 
     def _plugins(self, spec: GraphSpec):
         for d in self.node_dirs:
             load_plugin_dir(d)
         for i, d in enumerate(spec.plugins):
             path = Path(d) if Path(d).is_absolute() else self.base / d
-            load_plugin_dir(path, self.doc.loc(("plugins", i)))
+            try:
+                load_plugin_dir(path, self.doc.loc(("plugins", i)))
+            except FlowmmError as exc:  # keep going: report it with the other findings
+                self.diags.append(Diagnostic(exc.message, exc.location, "error", exc.hint))
 
     def _node(self, name: str, ns: NodeSpec, reg: dict, tiers: dict[str, TierSpec]) -> Node | None:
         path = ("nodes", name)
@@ -239,23 +262,7 @@ class _Builder:
                 + "`flowmm nodes` lists all types",
             )
             return None
-        try:
-            params = cls.Params.model_validate(ns.params)
-        except ValidationError as exc:
-            for e in exc.errors():
-                ppath = path + ("params",) + tuple(e["loc"][:1])
-                key = e["loc"][0] if e["loc"] else None
-                if e["type"] == "extra_forbidden":
-                    fields = list(cls.Params.model_fields)
-                    self.err(
-                        f"unknown param {key!r} for {ns.type}",
-                        ppath,
-                        name,
-                        hint=f"{ns.type} takes: {', '.join(fields) or 'no params'}",
-                    )
-                else:
-                    self.err(f"param {key!r}: {e['msg']}" if key else e["msg"], ppath + ("<value>",), name)
-            return None
+        self.classes[name] = cls  # its inputs are checked even if its params are not valid
         tier = ns.tier or cls.tier
         trigger = ns.trigger or cls.trigger
         if ns.tier is not None and trigger == "event":
@@ -272,6 +279,24 @@ class _Builder:
                 name,
                 hint=f"tiers of this graph: {', '.join(tiers)}",
             )
+        try:
+            params = cls.Params.model_validate(ns.params)
+        except ValidationError as exc:
+            for e in exc.errors():
+                ppath = path + ("params",) + tuple(e["loc"][:1])
+                key = e["loc"][0] if e["loc"] else None
+                if e["type"] == "extra_forbidden":
+                    fields = list(cls.Params.model_fields)
+                    self.err(
+                        f"unknown param {key!r} for {ns.type}",
+                        ppath,
+                        name,
+                        hint=f"{ns.type} takes: {', '.join(fields) or 'no params'}",
+                    )
+                else:
+                    msg = _readable(e)
+                    self.err(f"param {key!r}: {msg}" if key else msg, ppath + ("<value>",), name)
+            return None
         node = cls(params)
         node._spec_tier, node._spec_trigger = tier, trigger  # type: ignore[attr-defined]
         return node
@@ -309,6 +334,8 @@ class _Builder:
                 )
             return port_ids[ref]
         owner, _, out = ref.partition(".")
+        if self._dropped(owner):
+            return None  # its own error is reported already
         if owner in ("source", "exec"):
             streams = [s.address for s in STREAMS if s.address.startswith(owner + ".")]
             self.err(f"unknown stream {ref!r}", path, consumer, port, hint=f"streams: {', '.join(streams)}")
@@ -333,6 +360,12 @@ class _Builder:
                 hint=f"{owner} outputs: {', '.join(outs)}",
             )
         return None
+
+    def _dropped(self, owner: str) -> bool:
+        """A node that exists in the file but failed its own checks (not re-reported)."""
+        return owner in self.broken or (
+            self.spec is not None and owner in self.spec.nodes and owner not in self.instances
+        )
 
     def _known_outputs(self, spec: GraphSpec) -> dict[str, list[str]]:
         reg = registry()
@@ -362,7 +395,7 @@ class _Builder:
                         self.err(
                             f"missing required input {port!r} ({decl.type}{'[]' if decl.variadic else ''})",
                             ("nodes", name, "in")
-                            if "in" in spec.nodes[name].model_fields_set
+                            if "in_" in spec.nodes[name].model_fields_set
                             else ("nodes", name),
                             name,
                             port,
@@ -408,6 +441,8 @@ class _Builder:
         if ref is None:
             return None
         if ref not in port_ids or ref in STREAM_INDEX:
+            if self._dropped(ref.partition(".")[0]):
+                return None
             self.err(f"execution: {ref!r} is not a node output", path + ("<value>",))
             return None
         p = ports[port_ids[ref]]
@@ -424,13 +459,15 @@ class _Builder:
             chosen = []
             for i, ref in enumerate(spec.trace):
                 if ref not in port_ids:
-                    self.err(f"trace: unknown output {ref!r}", ("trace", i))
+                    if not self._dropped(ref.partition(".")[0]):
+                        self.err(f"trace: unknown output {ref!r}", ("trace", i))
                     continue
-                chosen.append(ports[port_ids[ref]])
+                p = ports[port_ids[ref]]
+                if not PORT_TYPES[p.type].scalar_columns(p.size):
+                    self.err(f"trace: {p.address} is {p.type}, not a scalar type", ("trace", i))
+                chosen.append(p)
         for p in chosen:
             suffixes = PORT_TYPES[p.type].scalar_columns(p.size)
-            if not suffixes and spec.trace != "all":
-                self.err(f"trace: {p.address} is {p.type}, not a scalar type", ("trace",))
             for i, suf in enumerate(suffixes):
                 cols.append(TraceColumn(p.address + suf, p.id, i))
         return cols
@@ -452,10 +489,13 @@ class _Builder:
     def _unconsumed(self, spec, instances, graph, trace, ladder_port, cancel_port, port_ids):
         traced = {c.port for c in trace}
         consumed = set()
-        for name in instances:
-            for refs in spec.nodes[name].in_.values():
+        raw = self.doc.data.get("nodes")  # every node's inputs, those dropped for errors included
+        for ns in raw.values() if isinstance(raw, dict) else ():
+            ins = ns.get("in") if isinstance(ns, dict) else None
+            for refs in ins.values() if isinstance(ins, dict) else ():
                 for r in refs if isinstance(refs, list) else [refs]:
-                    consumed.add(r)
+                    if isinstance(r, str):
+                        consumed.add(r)
         for name, node in instances.items():
             for port in node.outputs:
                 addr = f"{name}.{port}"
@@ -524,6 +564,57 @@ class _Builder:
             warnings=[d for d in self.diags if d.severity == "warning"],
             port_ids=port_ids,
         )
+
+
+def _readable(e: dict) -> str:
+    """pydantic's message without its 'Value error, ' prefix, with the offending input."""
+    msg = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if e["type"] not in ("missing", "extra_forbidden") and not isinstance(e.get("input"), (dict, list)):
+        msg += f" (got {e.get('input')!r})"
+    return msg
+
+
+def _pydantic_errors(exc: ValidationError, data: Any) -> list[tuple[tuple, str, str]]:
+    """pydantic's errors as (path in the YAML document, error type, readable message).
+
+    A union (``int | TierSpec``, ``str | list[str]``) puts branch tags such as ``'int'`` in
+    ``loc`` and reports one error per branch. Tags are dropped (they are not in the data);
+    when a branch got past the type check (its error lies deeper), only that branch's errors
+    are kept, otherwise the alternatives are joined into one message."""
+    found: list[tuple[tuple, tuple | None, dict]] = []
+    for e in exc.errors():
+        path: list[Any] = []
+        union_at: tuple | None = None
+        cur = data
+        for i, x in enumerate(e["loc"]):
+            last = i == len(e["loc"]) - 1
+            if isinstance(cur, dict) and (x in cur or (last and e["type"] == "missing")):
+                path.append(x)
+                cur = cur.get(x)
+            elif isinstance(cur, list) and isinstance(x, int) and 0 <= x < len(cur):
+                path.append(x)
+                cur = cur[x]
+            elif union_at is None:
+                union_at = tuple(path)
+        found.append((tuple(path), union_at, e))
+    out: list[tuple[tuple, str, str]] = []
+    done: set[tuple] = set()
+    for path, union_at, e in found:
+        if union_at is None:
+            out.append((path, e["type"], _readable(e)))
+            continue
+        if union_at in done:
+            continue
+        done.add(union_at)
+        group = [(p, err) for p, u, err in found if u == union_at]
+        deep = [(p, err) for p, err in group if len(p) > len(union_at)]
+        if deep:
+            out.extend((p, err["type"], _readable(err)) for p, err in deep)
+        else:
+            msgs = list(dict.fromkeys(err["msg"] for _, err in group))
+            joined = dict(group[0][1], msg=" or ".join(msgs))
+            out.append((union_at, group[0][1]["type"], _readable(joined)))
+    return out
 
 
 def _allowed_keys_hint(path: tuple) -> str | None:

@@ -77,7 +77,9 @@ class GraphSpec(Strict):
     description: str = ""
     instrument: InstrumentSpec = Field(default_factory=InstrumentSpec)
     clock: ClockSpec
-    tiers: dict[str, int | TierSpec] = Field(default_factory=lambda: {"hot": 1, "warm": 3, "cold": 10})
+    tiers: dict[str, int | TierSpec] = Field(
+        default_factory=lambda: {"hot": 1, "warm": 3, "cold": 10}, validate_default=True
+    )
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     buffers: BuffersSpec = Field(default_factory=BuffersSpec)
     trace: list[str] | Literal["all"] = "all"  # node.port list; "all" = every scalar output

@@ -92,6 +92,10 @@ def load_located(text: str, file: str | None = None) -> Located:
         loc = Location(file, mark.line + 1, mark.column + 1) if mark else Location(file)
         problem = exc.problem or str(exc)
         ctx = f" ({exc.context})" if exc.context else ""
+        if exc.context and exc.context_mark and exc.problem_mark:
+            # an unclosed bracket or quote is found lines later: say where it was opened
+            if exc.context_mark.line != exc.problem_mark.line:
+                ctx = f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
         raise GraphError([Diagnostic(f"YAML syntax error: {problem}{ctx}", loc)]) from None
     except yaml.YAMLError as exc:
         raise GraphError([Diagnostic(f"YAML error: {exc}", Location(file))]) from None

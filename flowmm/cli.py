@@ -1,0 +1,413 @@
+"""The ``flowmm`` command line: validate, render, nodes, run, version.
+
+``main(argv)`` returns the exit code, so tests can call it in-process. Exit codes:
+0 ok; 1 a tool problem (e.g. Graphviz missing); 2 a bad graph, bad input data or bad usage;
+3 an engine failure; 130 interrupted. Every ``FlowmmError`` is printed with its location
+and hint, never as a traceback; any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic_core import PydanticUndefined
+
+from flowmm.errors import Diagnostic, FlowmmError, GraphError, Location
+
+SOURCES = ("events", "synthetic", "replay", "live")
+UNAVAILABLE = {
+    "synthetic": "synthetic market",
+    "replay": "replay",
+    "live": "live feed",
+}
+FORMATS = ("svg", "png", "dot")
+BACKENDS = ("python", "fused")
+
+
+class UsageError(FlowmmError):
+    """A command line that cannot be carried out (bad option value, source not available)."""
+
+    exit_code = 2
+
+    def format(self) -> str:
+        if self.location != Location():
+            return super().format()
+        text = f"flowmm: error: {self.message}"  # not about a graph: no "<graph>" prefix
+        return text + (f"\n    hint: {self.hint}" if self.hint else "")
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _load_node_dirs(dirs: Sequence[str]) -> None:
+    """Import user node folders given with ``--nodes`` (a bad folder is a usage error)."""
+    from flowmm.core.discovery import load_plugin_dir
+
+    for d in dirs:
+        try:
+            load_plugin_dir(d)
+        except UsageError:
+            raise
+        except FlowmmError as exc:
+            raise UsageError(exc.message, exc.location, exc.hint) from exc.__cause__
+
+
+def _print_diagnostics(diags: Sequence[Diagnostic], file=None) -> None:
+    for d in diags:
+        print(d.format(), file=file or sys.stdout)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+# -- validate ------------------------------------------------------------------------------------
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from flowmm.core.plan import load_plan
+
+    _load_node_dirs(args.nodes)
+    failed = 0
+    for graph in args.graphs:
+        try:
+            plan = load_plan(Path(graph), node_dirs=args.nodes, strict=args.strict)
+        except GraphError as exc:
+            failed += 1
+            _print_diagnostics(exc.diagnostics)
+            n_warn = len(exc.diagnostics) - len(exc.errors)
+            tail = f", {_plural(n_warn, 'warning')}" if n_warn else ""
+            print(f"{graph}: failed ({_plural(len(exc.errors), 'error')}{tail})")
+            continue
+        except FlowmmError as exc:  # e.g. a node module of the graph's plugins failed to import
+            failed += 1
+            print(exc.format())
+            print(f"{graph}: failed")
+            continue
+        _print_diagnostics(plan.warnings)
+        tail = f", {_plural(len(plan.warnings), 'warning')}" if plan.warnings else ""
+        print(f"{graph}: ok ({_plural(len(plan.nodes), 'node')}, hash {plan.version_hash}){tail}")
+    if len(args.graphs) > 1:
+        print(f"{_plural(len(args.graphs), 'file')}: {len(args.graphs) - failed} ok, {failed} failed")
+    return 2 if failed else 0
+
+
+# -- render --------------------------------------------------------------------------------------
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from flowmm.core.plan import load_plan
+
+    _load_node_dirs(args.nodes)
+    plan = load_plan(Path(args.graph), node_dirs=args.nodes)
+    _print_diagnostics(plan.warnings, sys.stderr)
+    from flowmm.render import render  # graphviz is imported only when drawing
+
+    out = args.output or f"{Path(args.graph).stem}.{args.format}"
+    path = render(plan, out, fmt=args.format, upstream=args.upstream, downstream=args.downstream)
+    print(path)
+    return 0
+
+
+# -- nodes ---------------------------------------------------------------------------------------
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "")
+
+
+def _constraints(metadata: list) -> str:
+    ops = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    parts = []
+    for m in metadata:
+        for attr, op in ops.items():
+            v = getattr(m, attr, None)
+            if v is not None:
+                parts.append(f"{op} {v}")
+    return ", ".join(parts)
+
+
+def _port_flags(decl: Any) -> str:
+    flags = [f for f in ("variadic", "optional") if getattr(decl, f, False)]
+    return f" ({', '.join(flags)})" if flags else ""
+
+
+def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+def describe_node(cls: Any) -> str:
+    """Everything a graph author needs about a node type: ports, params, the docstring."""
+    lines = [
+        f"{cls.type_name}  (trigger: {cls.trigger}, default tier: {cls.tier})",
+        f"module: {cls.__module__}",
+        "",
+        "inputs:",
+    ]
+    ins = [[n, d.type + _port_flags(d), d.doc] for n, d in cls.inputs.items()]
+    lines += _table(ins) if ins else ["  (none)"]
+    lines.append("outputs:")
+    outs = [
+        [n, d.type + (f"[{d.size}]" if d.size is not None else ""), d.doc] for n, d in cls.outputs.items()
+    ]
+    lines += _table(outs) if outs else ["  (none)"]
+    lines.append("params:")
+    params = []
+    for name, f in cls.Params.model_fields.items():
+        default = "required" if f.is_required() else f"default {f.default!r}"
+        if f.default is PydanticUndefined and f.default_factory is not None:
+            default = "default " + repr(f.default_factory())
+        cons = _constraints(f.metadata)
+        desc = (f.description or "") + (f"  ({cons})" if cons else "")
+        params.append([name, _type_name(f.annotation), default, desc])
+    lines += _table(params) if params else ["  (none)"]
+    lines += ["", cls.doc()]
+    return "\n".join(lines)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from flowmm.core.node import closest_types, registry
+
+    _load_node_dirs(args.nodes)
+    reg = registry()
+    if args.type:
+        cls = reg.get(args.type)
+        if cls is None:
+            close = closest_types(args.type)
+            raise UsageError(
+                f"unknown node type {args.type!r}",
+                hint=(f"did you mean {', '.join(close)}? " if close else "")
+                + "`flowmm nodes` lists all types",
+            )
+        print(describe_node(cls))
+        return 0
+    rows = [[t, c.trigger, c.tier, _first_line(c.doc())] for t, c in sorted(reg.items())]
+    print("\n".join(_table([["TYPE", "TRIGGER", "TIER", "DESCRIPTION"], *rows], indent="")))
+    return 0
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def default_backend() -> str:
+    """``fused`` when the fused backend can be imported, else the reference ``python`` one."""
+    try:
+        importlib.import_module("flowmm.core.fused").FusedEngine  # noqa: B018
+    except (ImportError, AttributeError):
+        return "python"
+    return "fused"
+
+
+def _open_source(args: argparse.Namespace):
+    if args.source in UNAVAILABLE:
+        issue = UNAVAILABLE[args.source]
+        raise UsageError(
+            f"source {args.source!r} is not available yet: it arrives with the {issue} issue",
+            hint="use --source events --data FILE (JSON lines of normalised events)",
+        )
+    if args.data is None:
+        raise UsageError(
+            "--source events needs --data FILE",
+            hint="a JSON-lines file of normalised events (see flowmm.sources.events)",
+        )
+    from flowmm.sources import Events
+
+    return Events.from_file(args.data)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flowmm.graph import load_graph
+
+    if args.source in UNAVAILABLE:  # before any work: say so at once
+        _open_source(args)
+    _load_node_dirs(args.nodes)
+    graph = load_graph(Path(args.graph), node_dirs=args.nodes, strict=args.strict)
+    _print_diagnostics(graph.warnings, sys.stderr)
+    backend = args.backend or default_backend()
+    if backend == "fused" and default_backend() != "fused":
+        raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
+    source = _open_source(args)
+    out = Path(args.out) if args.out else Path("runs") / f"{graph.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = graph.run(source, out_dir=out, backend=backend, progress=not args.no_progress)
+    s = run.summary
+    print(f"graph {s['graph']} (hash {s['version_hash']}), backend {s['backend']}, source {s['source']}")
+    print(
+        f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
+        f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
+    )
+    print(f"  written to {run.out_dir}")
+    return 0
+
+
+# -- version -------------------------------------------------------------------------------------
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    import numba
+    import numpy
+
+    from flowmm import __version__
+
+    print(f"flowmm {__version__}")
+    print(f"python {platform.python_version()}, numba {numba.__version__}, numpy {numpy.__version__}")
+    return 0
+
+
+# -- parser --------------------------------------------------------------------------------------
+
+
+def _add_nodes_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--nodes",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a folder of user node modules (*.py) to load; repeatable",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="flowmm",
+        description="Declarative dataflow graphs for market making on Hyperliquid perps.",
+        epilog="Run `flowmm COMMAND --help` for the options of a command.",
+        formatter_class=fmt,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "validate",
+        help="check graph files and report every problem, located",
+        description=inspect.cleandoc(
+            """
+            Load and validate graph files. For each file, print `FILE: ok (N nodes, hash H)` or
+            its diagnostics, each as `file:line:col [node.port]: error|warning: message` with a
+            hint. Every file is checked and all problems of a file are reported at once.
+
+            Exit status: 0 if every file is valid (warnings allowed), 2 if any file has an
+            error (with --strict, warnings count as errors).
+            """
+        ),
+        epilog="example: flowmm validate graphs/*.yaml --strict",
+        formatter_class=fmt,
+    )
+    p.add_argument("graphs", nargs="+", metavar="GRAPH", help="graph files (YAML)")
+    p.add_argument("--strict", action="store_true", help="treat warnings as errors (exit 2)")
+    _add_nodes_option(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "render",
+        help="draw a graph with Graphviz (svg, png or dot)",
+        description=inspect.cleandoc(
+            """
+            Draw a graph: nodes grouped by kind and coloured by tier, edges labelled with ports
+            and types, a legend. Prints the path written. Without Graphviz's `dot` program the
+            DOT source is written instead and the command says how to install Graphviz (exit 1).
+            """
+        ),
+        epilog="example: flowmm render graphs/demo.yaml -o demo.svg --upstream fused",
+        formatter_class=fmt,
+    )
+    p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output file (default: <graph stem>.<format> in the current folder)",
+    )
+    p.add_argument("--format", choices=FORMATS, default="svg", help="output format (default: svg)")
+    p.add_argument("--upstream", metavar="NODE", help="draw only NODE and what feeds it")
+    p.add_argument("--downstream", metavar="NODE", help="draw only NODE and what it feeds")
+    _add_nodes_option(p)
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser(
+        "nodes",
+        help="list node types, or describe one",
+        description=inspect.cleandoc(
+            """
+            Without TYPE: one line per registered node type (type, trigger, default tier, first
+            line of its docstring). With TYPE: its input and output ports (type, variadic,
+            optional), its params (type, default, constraints, description) and its docstring.
+            """
+        ),
+        epilog="example: flowmm nodes features.trade_flow",
+        formatter_class=fmt,
+    )
+    p.add_argument("type", nargs="?", metavar="TYPE", help="a node type, e.g. estimators.ewma_vol")
+    _add_nodes_option(p)
+    p.set_defaults(func=cmd_nodes)
+
+    p = sub.add_parser(
+        "run",
+        help="run a graph over a source of events",
+        description=inspect.cleandoc(
+            """
+            Run a graph over the events of a source and write the run folder: trace.parquet
+            (one row per quote cycle), interrupts.csv, summary.json and a copy of the graph.
+            Sources: `events` (a JSON-lines file of normalised events, --data FILE);
+            `synthetic`, `replay` and `live` arrive with later issues.
+            Prints the graph's warnings, progress on stderr, then a short summary.
+            """
+        ),
+        epilog="example: flowmm run graphs/demo.yaml --source events --data events.jsonl --out runs/demo",
+        formatter_class=fmt,
+    )
+    p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
+    p.add_argument("--source", required=True, choices=SOURCES, help="where events come from")
+    p.add_argument("--data", metavar="FILE", help="event file for --source events (.jsonl or .jsonl.gz)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<graph name>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="engine: the reference interpreter or one generated numba loop "
+        "(default: fused when available, else python)",
+    )
+    _add_nodes_option(p)
+    p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
+    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "version",
+        help="print the flowmm version",
+        description="Print the flowmm version and those of Python, numba and numpy.",
+    )
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``flowmm`` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FlowmmError as exc:
+        sys.stdout.flush()
+        print(exc.format(), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `flowmm nodes | head`: the reader left, nothing to report
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
