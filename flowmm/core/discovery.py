@@ -30,19 +30,28 @@ def load_builtin_nodes() -> None:
 def load_plugin_dir(path: str | Path, location: Location | None = None) -> list[str]:
     """Import every ``*.py`` in a folder (not ``_*.py``) as a node module.
 
-    Modules get a stable name derived from the folder, so the fused backend can import
-    their kernels by name. Loading the same folder twice is a no-op."""
+    Modules get a stable name derived from their content, so the fused backend (and numba's
+    cache) can import their kernels by name. Loading the same folder twice is a no-op."""
     folder = Path(path).expanduser().resolve()
     if folder in _plugin_dirs:
         return _plugin_dirs[folder]
     if not folder.is_dir():
         raise FlowmmError(f"node folder not found: {path}", location, hint="check --nodes / plugins:")
-    tag = hashlib.sha1(str(folder).encode()).hexdigest()[:10]
     names = []
     for file in sorted(folder.glob("*.py")):
         if file.name.startswith("_"):
             continue
+        # named by content, not path: numba's on-disk cache pickles the module name, so a
+        # path-derived name breaks when a folder is copied or moved with its __pycache__
+        tag = hashlib.sha1(file.read_bytes()).hexdigest()[:10]
         modname = f"flowmm_plugins_{tag}_{file.stem}"
+        if modname in sys.modules:
+            other = getattr(sys.modules[modname], "__file__", "?")
+            raise FlowmmError(
+                f"node module {file} is defined twice: {other} has the same content",
+                location,
+                hint="load each node folder once",
+            )
         spec = importlib.util.spec_from_file_location(modname, file)
         module = importlib.util.module_from_spec(spec)
         sys.modules[modname] = module
