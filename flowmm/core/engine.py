@@ -61,6 +61,7 @@ class Interpreter:
         self.values = self.bufs.values
         self.ver = self.bufs.ver
         self.seen = self.bufs.seen
+        self.states = self.bufs.states
         self.last_run = np.full(len(plan.nodes), NEVER, np.int64)
         clock = plan.spec.clock
         self.period = clock.quote_every_ms * 1_000_000 if clock.quote_every_ms else 0
@@ -155,7 +156,7 @@ class Interpreter:
             return
         last = self.last_run[n.index]
         dt = 0.0 if last == NEVER else (now - last) * 1e-9
-        args: list = [now, dt, n.params, *n.state]
+        args: list = [now, dt, n.params, *self.states[n.index]]
         for b in n.inputs:
             pt = PORT_TYPES[b.decl.type]
             if b.decl.variadic:

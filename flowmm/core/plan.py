@@ -63,7 +63,7 @@ class NodePlan:
     inputs: list[InputBinding]
     outputs: list[tuple[str, int]]  # (port name, port id), declaration order
     params: np.ndarray
-    state: tuple[np.ndarray, ...]
+    state: tuple[np.ndarray, ...]  # a plan-time instance (shapes); each run allocates its own
     gather: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # variadic buffers
     dummies: dict[str, Any] = field(default_factory=dict)  # unwired optional inputs
 
@@ -104,12 +104,11 @@ class Plan:
         for p in self.ports:
             pt = PORT_TYPES[p.type]
             values.append(pt.allocate(p.size, getattr(caps, p.type, 0)) if p.batch else pt.allocate(p.size))
-        for n in self.nodes:
-            n.state = n.node.init_state()
         return Buffers(
             values=values,
             ver=np.zeros(len(self.ports), np.int64),
             seen=np.zeros(self.n_slots, np.int64),
+            states=[n.node.init_state() for n in self.nodes],
         )
 
 
@@ -118,6 +117,7 @@ class Buffers:
     values: list[Any]  # value port: ndarray; batch port: (times, records)
     ver: np.ndarray  # per port: emissions so far (batch: records written)
     seen: np.ndarray  # per input slot: version when the consumer last ran
+    states: list[tuple[np.ndarray, ...]]  # per node, in schedule order: its own state arrays
 
 
 def load_plan(
