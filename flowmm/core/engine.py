@@ -103,8 +103,7 @@ class Interpreter:
                     self.next_cycle += self.period
             book_ver = self.ver[S.S_BOOK] + self.ver[S.S_BBO]
             for k in range(i, j):
-                o = int(off[k])
-                E.apply_event(t, int(kind[k]), payload, o, int(off[k + 1]) - o, self.ver, *self._stream_args)
+                E.apply_event(t, int(kind[k]), payload, int(off[k]), self.ver, *self._stream_args)
             self._step(t, None)
             if self.period:
                 if self.next_cycle == t:

@@ -20,8 +20,9 @@ MARKOUT     oid, horizon_s, side, px, markout_bps, as_bps
 POSITION    q
 =========== ===================================================================
 
-``apply_event`` writes one event into the stream buffers and bumps their versions; it is
-compiled once and called by both backends, so they cannot disagree on what an event does.
+One compiled applier per kind writes an event into its stream buffers and bumps their
+versions; both backends call these same functions (the interpreter through ``apply_event``,
+the fused backend directly, per ``APPLIERS``), so they cannot disagree on what an event does.
 """
 
 from __future__ import annotations
@@ -131,48 +132,127 @@ def _append(times, records, ver, port, t, payload, o, n):
 
 
 @njit(cache=True)
+def _copy(values, ver, port, payload, o):
+    for j in range(values.shape[0]):
+        values[j] = payload[o + j]
+    ver[port] += 1
+
+
+# One applier per kind, each taking only the stream arrays it writes: a call that passes all
+# 22 stream arrays costs ~0.5 us in numba (reference counting per array argument), one that
+# passes two costs tens of ns. The fused backend calls these directly (see APPLIERS).
+@njit(cache=True)
+def apply_book(t, payload, o, ver, book, mid):
+    _write_book(book, payload, o)
+    ver[S.S_BOOK] += 1
+    _set_mid(book, mid, ver)
+
+
+@njit(cache=True)
+def apply_book_agg(t, payload, o, ver, book_agg):
+    _write_book(book_agg, payload, o)
+    ver[S.S_BOOK_AGG] += 1
+
+
+@njit(cache=True)
+def apply_bbo(t, payload, o, ver, bbo, mid):
+    bbo[:, :] = np.nan
+    for j in range(6):
+        bbo[0, j] = payload[o + j]
+    ver[S.S_BBO] += 1
+    _set_mid(bbo, mid, ver)
+
+
+@njit(cache=True)
+def apply_trade(t, payload, o, ver, times, records):
+    _append(times, records, ver, S.S_TRADES, t, payload, o, 4)
+
+
+@njit(cache=True)
+def apply_ctx(t, payload, o, ver, ctx):
+    _copy(ctx, ver, S.S_CTX, payload, o)
+
+
+@njit(cache=True)
+def apply_ref_mid(t, payload, o, ver, ref_mid):
+    _copy(ref_mid, ver, S.S_REF_MID, payload, o)
+
+
+@njit(cache=True)
+def apply_spot_mid(t, payload, o, ver, spot_mid):
+    _copy(spot_mid, ver, S.S_SPOT_MID, payload, o)
+
+
+@njit(cache=True)
+def apply_truth(t, payload, o, ver, truth):
+    _copy(truth, ver, S.S_TRUTH, payload, o)
+
+
+@njit(cache=True)
+def apply_timer(t, payload, o, ver, timer):
+    _copy(timer, ver, S.S_TIMER, payload, o)
+
+
+@njit(cache=True)
+def apply_fill(t, payload, o, ver, times, records):
+    _append(times, records, ver, S.S_FILLS, t, payload, o, 7)
+
+
+@njit(cache=True)
+def apply_markout(t, payload, o, ver, times, records):
+    _append(times, records, ver, S.S_MARKOUTS, t, payload, o, 6)
+
+
+@njit(cache=True)
+def apply_position(t, payload, o, ver, position):
+    _copy(position, ver, S.S_POSITION, payload, o)
+
+
+# kind -> (applier, the streams whose arrays it takes after ``ver``; a batch stream gives two)
+APPLIERS = {
+    BOOK: (apply_book, ("source.book", "source.mid")),
+    BOOK_AGG: (apply_book_agg, ("source.book_agg",)),
+    BBO: (apply_bbo, ("source.bbo", "source.mid")),
+    TRADE: (apply_trade, ("source.trades",)),
+    CTX: (apply_ctx, ("source.ctx",)),
+    REF_MID: (apply_ref_mid, ("source.ref_mid",)),
+    SPOT_MID: (apply_spot_mid, ("source.spot_mid",)),
+    TRUTH: (apply_truth, ("source.truth",)),
+    TIMER: (apply_timer, ("source.timer",)),
+    FILL: (apply_fill, ("exec.fills",)),
+    MARKOUT: (apply_markout, ("exec.markouts",)),
+    POSITION: (apply_position, ("exec.position",)),
+}
+
+
+@njit(cache=True)
 def apply_event(
-    t, kind, payload, o, n, ver,
+    t, kind, payload, o, ver,
     book, book_agg, bbo, mid, trades_t, trades_r, ctx, ref_mid, spot_mid, truth, timer,
     fills_t, fills_r, markouts_t, markouts_r, position,
 ):  # fmt: skip
-    """Write one event into its stream buffer(s) and tick them."""
+    """Write one event into its stream buffer(s) and tick them (unknown kinds: nothing)."""
     if kind == BOOK:
-        _write_book(book, payload, o)
-        ver[S.S_BOOK] += 1
-        _set_mid(book, mid, ver)
+        apply_book(t, payload, o, ver, book, mid)
     elif kind == BOOK_AGG:
-        _write_book(book_agg, payload, o)
-        ver[S.S_BOOK_AGG] += 1
+        apply_book_agg(t, payload, o, ver, book_agg)
     elif kind == BBO:
-        bbo[:, :] = np.nan
-        for j in range(6):
-            bbo[0, j] = payload[o + j]
-        ver[S.S_BBO] += 1
-        _set_mid(bbo, mid, ver)
+        apply_bbo(t, payload, o, ver, bbo, mid)
     elif kind == TRADE:
-        _append(trades_t, trades_r, ver, S.S_TRADES, t, payload, o, 4)
+        apply_trade(t, payload, o, ver, trades_t, trades_r)
     elif kind == CTX:
-        for j in range(6):
-            ctx[j] = payload[o + j]
-        ver[S.S_CTX] += 1
+        apply_ctx(t, payload, o, ver, ctx)
     elif kind == REF_MID:
-        ref_mid[0] = payload[o]
-        ver[S.S_REF_MID] += 1
+        apply_ref_mid(t, payload, o, ver, ref_mid)
     elif kind == SPOT_MID:
-        spot_mid[0] = payload[o]
-        ver[S.S_SPOT_MID] += 1
+        apply_spot_mid(t, payload, o, ver, spot_mid)
     elif kind == TRUTH:
-        for j in range(truth.shape[0]):
-            truth[j] = payload[o + j]
-        ver[S.S_TRUTH] += 1
+        apply_truth(t, payload, o, ver, truth)
     elif kind == TIMER:
-        timer[0] = payload[o]
-        ver[S.S_TIMER] += 1
+        apply_timer(t, payload, o, ver, timer)
     elif kind == FILL:
-        _append(fills_t, fills_r, ver, S.S_FILLS, t, payload, o, 7)
+        apply_fill(t, payload, o, ver, fills_t, fills_r)
     elif kind == MARKOUT:
-        _append(markouts_t, markouts_r, ver, S.S_MARKOUTS, t, payload, o, 6)
+        apply_markout(t, payload, o, ver, markouts_t, markouts_r)
     elif kind == POSITION:
-        position[0] = payload[o]
-        ver[S.S_POSITION] += 1
+        apply_position(t, payload, o, ver, position)

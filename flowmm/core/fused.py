@@ -10,8 +10,9 @@ function, ``run``, processes a whole ``EventTable`` chunk in a single call:
             yes -> cycle step: tick source.clock, one block per node in schedule order
                    (tier check, "ticked since it last ran", dt, the kernel call, emitted
                    bits -> versions, seen slots), interrupt check, trace row
-          else -> apply the next batch of equal-time events (``apply_event``), then the
-                  event step (the event-triggered nodes' blocks), interrupt check
+          else -> apply the next batch of equal-time events (the per-kind appliers of
+                  ``events.APPLIERS``), then the event step (the event-triggered nodes'
+                  blocks), interrupt check
 
 The cycle step and the event step each appear once in the source (compile time grows
 faster than linearly with function size in numba). The semantics are exactly the
@@ -48,10 +49,12 @@ import numba
 import numpy as np
 from numba import njit
 
+from flowmm.core import events as E
 from flowmm.core import streams as S
 from flowmm.core.events import EventTable
 from flowmm.core.plan import NodePlan, Plan
 from flowmm.core.ports import PORT_TYPES
+from flowmm.core.streams import STREAM_INDEX
 from flowmm.errors import EngineError, Location
 
 NEVER = int(np.iinfo(np.int64).min)
@@ -67,11 +70,6 @@ _ENG_NAMES = (
 )  # fmt: skip
 ERR_RING, ERR_TRACE_FULL, ERR_IRQ_FULL = 1, 2, 3
 
-# apply_event's stream arguments, in its order
-_EVENT_STREAMS = (
-    S.S_BOOK, S.S_BOOK_AGG, S.S_BBO, S.S_MID, S.S_TRADES, S.S_CTX, S.S_REF_MID, S.S_SPOT_MID,
-    S.S_TRUTH, S.S_TIMER, S.S_FILLS, S.S_MARKOUTS, S.S_POSITION,
-)  # fmt: skip
 # modules the generated code calls into besides the kernels' own (their source is hashed)
 _CORE_MODULES = (
     "flowmm.core.events", "flowmm.core.streams", "flowmm.core.ports", "flowmm.core.node", "flowmm.core.fused",
@@ -312,10 +310,16 @@ def fused_source(plan: Plan) -> str:
 
 def _generate(plan: Plan, lay: _Layout) -> str:
     period = _period(plan)
-    streams = []
-    for sid in _EVENT_STREAMS:
-        a = lay.port[sid]
-        streams += list(a) if isinstance(a, tuple) else [a]
+    # kind dispatch: each applier gets only the stream arrays it writes (events.APPLIERS)
+    dispatch: list[str] = []
+    for kind, (fn, addrs) in E.APPLIERS.items():
+        arrays = []
+        for addr in addrs:
+            a = lay.port[STREAM_INDEX[addr]]
+            arrays += list(a) if isinstance(a, tuple) else [a]
+        cond = "if" if not dispatch else "elif"
+        dispatch.append(f"            {cond} kd == {kind}:  # {E.KIND_NAMES[kind]}")
+        dispatch.append(_wrap_call(fn.__name__, ["t", "payload", "o", "ver", *arrays], " " * 16))
     if period:
         clock_kind = f"a cycle every {period} ns of event time (cycle = boundary // PERIOD)"
     else:
@@ -332,7 +336,7 @@ def _generate(plan: Plan, lay: _Layout) -> str:
         "import numpy as np",
         "from numba import njit",
         "",
-        "from flowmm.core.events import apply_event",
+        f"from flowmm.core.events import {', '.join(fn.__name__ for fn, _ in E.APPLIERS.values())}",
         "from flowmm.core.fused import enter_node",
         *lay.imports,
         "",
@@ -431,7 +435,8 @@ def _generate(plan: Plan, lay: _Layout) -> str:
     L += [
         "        for k in range(i, j):",
         "            o = off[k]",
-        _wrap_call("apply_event", ["t", "kind[k]", "payload", "o", "off[k + 1] - o", "ver", *streams], b3),
+        "            kd = kind[k]",
+        *dispatch,
         "",
         "        # ==== event step (point 3): event-triggered nodes whose inputs ticked",
         "        now = t",

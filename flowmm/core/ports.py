@@ -33,8 +33,11 @@ OBS_Z, OBS_R = 0, 1
 CTX_FUNDING, CTX_PREDICTED_FUNDING, CTX_OI, CTX_MARK, CTX_ORACLE, CTX_PREMIUM = range(6)
 # ladder: [level, column]; NaN price = no level
 LAD_BID_PX, LAD_BID_SZ, LAD_ASK_PX, LAD_ASK_SZ = range(4)
-# orders: [slot, column]; NaN oid = free slot
-ORD_OID, ORD_SIDE, ORD_PX, ORD_SZ, ORD_QUEUE_AHEAD, ORD_T_PLACED_S = range(6)
+# orders: [slot, column]; NaN oid = free slot. side +1 bid, -1 ask; sz = remaining size;
+# queue_ahead = displayed size ahead of us at our price (NaN = unknown); t_placed_s = event
+# time of the placement in seconds; status below
+ORD_OID, ORD_SIDE, ORD_PX, ORD_SZ, ORD_ORIG_SZ, ORD_QUEUE_AHEAD, ORD_T_PLACED_S, ORD_STATUS = range(8)
+ORD_PENDING_NEW, ORD_RESTING, ORD_PENDING_CANCEL, ORD_PENDING_MODIFY = 1.0, 2.0, 3.0, 4.0
 # trades (side: +1 buyer lifted the ask, -1 seller hit the bid)
 TR_PX, TR_SZ, TR_SIDE, TR_TID = range(4)
 # fills (side: +1 our bid filled, -1 our ask filled)
@@ -118,7 +121,7 @@ PORT_TYPES: dict[str, PortType] = {
         PortType(
             "orders",
             False,
-            ("oid", "side", "px", "sz", "queue_ahead", "t_placed_s"),
+            ("oid", "side", "px", "sz", "orig_sz", "queue_ahead", "t_placed_s", "status"),
             rows=MAX_ORDERS,
             doc=f"our resting orders, up to {MAX_ORDERS}; NaN oid = free slot",
         ),
