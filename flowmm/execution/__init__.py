@@ -1,0 +1,1 @@
+"""Execution layer: reconciler, paper broker, accounting."""
