@@ -6,6 +6,8 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["flowmm", "flowmm.*"])
     + ["flowmm.nodes"]
-    + [f"flowmm.nodes.{p}" for p in find_packages("nodes")],
-    package_dir={"flowmm.nodes": "nodes"},
+    + [f"flowmm.nodes.{p}" for p in find_packages("nodes")]
+    + ["flowmm.scenarios"],
+    # the synthetic market's scenarios ship from graphs/scenarios/, their one home
+    package_dir={"flowmm.nodes": "nodes", "flowmm.scenarios": "graphs/scenarios"},
 )

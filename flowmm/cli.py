@@ -1,4 +1,4 @@
-"""The ``flowmm`` command line: validate, render, nodes, run, version.
+"""The ``flowmm`` command line: validate, render, nodes, run, scenarios, version.
 
 ``main(argv)`` returns the exit code, so tests can call it in-process. Exit codes:
 0 ok; 1 a tool problem (e.g. Graphviz missing); 2 a bad graph, bad input data or bad usage;
@@ -24,7 +24,6 @@ from flowmm.errors import Diagnostic, FlowmmError, GraphError, Location
 
 SOURCES = ("events", "synthetic", "replay", "live")
 UNAVAILABLE = {
-    "synthetic": "synthetic market",
     "replay": "replay",
     "live": "live feed",
 }
@@ -218,8 +217,12 @@ def _open_source(args: argparse.Namespace):
         issue = UNAVAILABLE[args.source]
         raise UsageError(
             f"source {args.source!r} is not available yet: it arrives with the {issue} issue",
-            hint="use --source events --data FILE (JSON lines of normalised events)",
+            hint="use --source synthetic --scenario NAME, or --source events --data FILE",
         )
+    if args.source == "synthetic":
+        from flowmm.sources.synthetic import Synthetic
+
+        return Synthetic(args.scenario, seed=args.seed, duration=args.duration)
     if args.data is None:
         raise UsageError(
             "--source events needs --data FILE",
@@ -251,6 +254,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
     print(f"  written to {run.out_dir}")
+    return 0
+
+
+# -- scenarios -----------------------------------------------------------------------------------
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from flowmm.sources.synthetic import list_scenarios
+
+    items = list_scenarios()
+    width = max((len(name) for name, _ in items), default=0)
+    for name, description in items:
+        print(f"{name:<{width}}  {description}")
     return 0
 
 
@@ -362,8 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
             """
             Run a graph over the events of a source and write the run folder: trace.parquet
             (one row per quote cycle), interrupts.csv, summary.json and a copy of the graph.
-            Sources: `events` (a JSON-lines file of normalised events, --data FILE);
-            `synthetic`, `replay` and `live` arrive with later issues.
+            Sources: `synthetic` (the simulated market: --scenario NAME --seed N --duration 20m;
+            `flowmm scenarios` lists them), `events` (a JSON-lines file of normalised events,
+            --data FILE); `replay` and `live` arrive with later issues.
             Prints the graph's warnings, progress on stderr, then a short summary.
             """
         ),
@@ -373,6 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
     p.add_argument("--source", required=True, choices=SOURCES, help="where events come from")
     p.add_argument("--data", metavar="FILE", help="event file for --source events (.jsonl or .jsonl.gz)")
+    p.add_argument(
+        "--scenario",
+        default="calm",
+        metavar="NAME",
+        help="synthetic scenario: a name from `flowmm scenarios` or a YAML file (default: calm)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="synthetic market seed (default: 0)")
+    p.add_argument(
+        "--duration",
+        metavar="D",
+        help="synthetic run length, e.g. 90s, 20m, 1h (default: the scenario's own length)",
+    )
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<graph name>-<YYYYmmdd-HHMMSS>)")
     p.add_argument(
         "--backend",
@@ -384,6 +413,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
     p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "scenarios",
+        help="list the synthetic market's scenarios",
+        description="List the scenarios of the synthetic market (graphs/scenarios/): name and description.",
+    )
+    p.set_defaults(func=cmd_scenarios)
 
     p = sub.add_parser(
         "version",

@@ -300,7 +300,7 @@ def test_run_prints_graph_warnings_first(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "source, issue", [("synthetic", "synthetic market"), ("replay", "replay"), ("live", "live feed")]
+    "source, issue", [("replay", "replay"), ("live", "live feed")]
 )
 def test_run_unavailable_sources(source, issue, capsys):
     code, out, err = run_cli(capsys, "run", str(DEMO), "--source", source)
@@ -404,7 +404,7 @@ def test_process_validate_broken_graph_no_traceback():
 
 
 def test_process_run_unavailable_source_and_bad_data(tmp_path):
-    proc = flowmm_process("run", str(DEMO), "--source", "synthetic")
+    proc = flowmm_process("run", str(DEMO), "--source", "replay")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "not available yet" in proc.stderr
@@ -419,3 +419,30 @@ def test_process_run_unavailable_source_and_bad_data(tmp_path):
 def test_process_version():
     proc = flowmm_process("version")
     assert proc.returncode == 0 and proc.stdout.startswith(f"flowmm {flowmm.__version__}\n")
+
+
+def test_scenarios_lists_the_synthetic_scenarios(capsys):
+    code, out, _ = run_cli(capsys, "scenarios")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    for name in ("calm", "chop", "vol_spike", "cascade", "trend_down", "trend_up", "trend_down_weak"):
+        assert name in names
+
+
+def test_run_synthetic_writes_a_run_folder(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = ("run", str(DEMO), "--source", "synthetic", "--scenario", "trend_down", "--seed", "3")
+    code, out, err = run_cli(capsys, *args, "--duration", "90s", "--out", str(out_dir), "--no-progress")
+    assert code == 0, err
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["source"] == "synthetic"
+    assert summary["cycles"] == 91  # 1 s clock over 90 s: both ends are cycle boundaries
+    assert (out_dir / "trace.parquet").is_file()
+
+
+def test_run_synthetic_bad_scenario_or_duration_is_a_clear_error(capsys):
+    code, _, err = run_cli(capsys, "run", str(DEMO), "--source", "synthetic", "--scenario", "trend_dwn")
+    assert code == 2 and "trend_dwn" in err and "Traceback" not in err
+    args = ("run", str(DEMO), "--source", "synthetic", "--duration", "soon")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "soon" in err and "Traceback" not in err

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-TRUTH_SIZE = 3  # source.truth: latent mu (bps/s), sigma (bps/sqrt s), regime id
+TRUTH_SIZE = 3  # source.truth: latent mu (bps/s), sigma (bps/sqrt s), regime id (synthetic.Regime)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Event sources: ``Events`` (in memory / file); live, replay and synthetic come in later issues."""
+"""Event sources: ``Events`` (in memory / file) and ``flowmm.sources.synthetic``; replay and live come later."""
 
 from flowmm.sources.events import Events
 
