@@ -48,6 +48,7 @@ from typing import Any
 import numba
 import numpy as np
 from numba import njit
+from numba.core.registry import CPUDispatcher
 
 from flowmm.core import events as E
 from flowmm.core import streams as S
@@ -460,6 +461,25 @@ def cache_dir() -> Path:
     return base / "fused"
 
 
+def _callee_modules(dispatchers: list) -> list[str]:
+    """Modules of the kernels and of every njit function they call, transitively: numba's
+    cache does not notice a changed callee (e.g. flowmm.execution.hyperliquid_rules)."""
+    seen: set[int] = set()
+    todo, mods = list(dispatchers), []
+    while todo:
+        d = todo.pop()
+        if id(d) in seen:
+            continue
+        seen.add(id(d))
+        py = d.py_func
+        mods.append(py.__module__)
+        for name in py.__code__.co_names:
+            g = py.__globals__.get(name)
+            if isinstance(g, CPUDispatcher):
+                todo.append(g)
+    return sorted(set(mods))
+
+
 def _module_source_hash(names: list[str]) -> bytes:
     """Source of every module the generated code calls into: numba's cache does not follow
     callees, so a kernel edit must change the file name to force a recompile."""
@@ -477,7 +497,7 @@ def module_path(plan: Plan, source: str | None = None) -> Path:
     """The file the fused module of ``plan`` is written to."""
     source = fused_source(plan) if source is None else source
     h = hashlib.sha256(source.encode())
-    kernel_mods = [n.cls.kernel.py_func.__module__ for n in plan.nodes]
+    kernel_mods = _callee_modules([n.cls.kernel for n in plan.nodes])
     h.update(_module_source_hash(kernel_mods + list(_CORE_MODULES)))
     for n in plan.nodes:  # also the kernels' bytecode: a module without source (a notebook) counts too
         code = n.cls.kernel.py_func.__code__
