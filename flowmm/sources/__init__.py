@@ -1,4 +1,4 @@
-"""Event sources: ``Events`` (in memory / file) and ``flowmm.sources.synthetic``; replay and live come later."""
+"""Event sources: ``Events`` (in memory / file), ``flowmm.sources.synthetic``; replay, live later."""
 
 from flowmm.sources.events import Events
 
