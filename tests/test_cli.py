@@ -299,9 +299,7 @@ def test_run_prints_graph_warnings_first(tmp_path, capsys):
     assert code == 2 and "error: output ret.ret_bps" in err
 
 
-@pytest.mark.parametrize(
-    "source, issue", [("replay", "replay"), ("live", "live feed")]
-)
+@pytest.mark.parametrize("source, issue", [("replay", "replay"), ("live", "live feed")])
 def test_run_unavailable_sources(source, issue, capsys):
     code, out, err = run_cli(capsys, "run", str(DEMO), "--source", source)
     assert code == 2
