@@ -153,7 +153,8 @@ def _table(rows: list[list[str]], indent: str = "  ") -> list[str]:
 def describe_node(cls: Any) -> str:
     """Everything a graph author needs about a node type: ports, params, the docstring."""
     lines = [
-        f"{cls.type_name}  (trigger: {cls.trigger}, default tier: {cls.tier})",
+        f"{cls.type_name}  (trigger: {cls.trigger}"
+        + (f", default tier: {cls.tier})" if cls.trigger == "cycle" else ")"),
         f"module: {cls.__module__}",
         "",
         "inputs:",
@@ -195,7 +196,11 @@ def cmd_nodes(args: argparse.Namespace) -> int:
             )
         print(describe_node(cls))
         return 0
-    rows = [[t, c.trigger, c.tier, _first_line(c.doc())] for t, c in sorted(reg.items())]
+    # tiers count quote cycles: they do not apply to event-triggered nodes
+    rows = [
+        [t, c.trigger, c.tier if c.trigger == "cycle" else "-", _first_line(c.doc())]
+        for t, c in sorted(reg.items())
+    ]
     print("\n".join(_table([["TYPE", "TRIGGER", "TIER", "DESCRIPTION"], *rows], indent="")))
     return 0
 
