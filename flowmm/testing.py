@@ -200,3 +200,21 @@ def example_args(node: Node, capacity: int = 8) -> list[Any]:
         else:
             args.append(h.outputs[name])
     return args
+
+
+def allocations(fn: Any, *args: Any) -> int:
+    """Numba heap allocations made by one call ``fn(*args)`` (compile it first).
+
+    Kernel tests use it to show a hot path allocates nothing per event: drive the kernel in a
+    loop of 1 and of N iterations and compare (the call boundary's own unboxing is constant)."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    was_on = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        before = rtsys.get_allocation_stats().alloc
+        fn(*args)
+        return rtsys.get_allocation_stats().alloc - before
+    finally:
+        if not was_on:
+            _nrt_python.memsys_disable_stats()

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba.core import types
-from numba.core.runtime import _nrt_python, rtsys
 from pydantic import ValidationError
 
 from flowmm.core.ports import (
@@ -28,6 +27,7 @@ from flowmm.core.ports import (
     PORT_TYPES,
 )
 from flowmm.execution import accounting as A
+from flowmm.testing import allocations
 
 S = 1_000_000_000  # ns per second
 H = A.HOUR_NS
@@ -653,17 +653,7 @@ def test_per_event_paths_do_not_allocate():
     pt, pr, pn = A.pnl_ring(8)
     args = (4 * H, *lg.s, fill_t, fill_r, lg.mk_t, lg.mk_r, lg.mk_n, pt, pr, pn)
     _drive(1, *args)  # compile
-    was_on = _nrt_python.memsys_stats_enabled()
-    _nrt_python.memsys_enable_stats()
-    try:
-        s0 = rtsys.get_allocation_stats().alloc
-        _drive(1, *args)
-        one = rtsys.get_allocation_stats().alloc - s0
-        s0 = rtsys.get_allocation_stats().alloc
-        _drive(300, *args)
-        many = rtsys.get_allocation_stats().alloc - s0
-    finally:
-        if not was_on:
-            _nrt_python.memsys_disable_stats()
+    one = allocations(_drive, 1, *args)
+    many = allocations(_drive, 300, *args)
     assert many == one  # only the boundary's argument unboxing; nothing per event
     assert lg.a[A.A_N_FUNDING] > 0 and lg.mk_n[0] > 0  # the loop did run the paths

@@ -6,7 +6,6 @@ import numba
 import numpy as np
 import pytest
 from numba.core import types
-from numba.core.runtime import _nrt_python, rtsys
 
 from flowmm.core.ports import ACT_CANCEL, ACT_MODIFY, ACT_PLACE, ORD_PENDING_NEW, ORD_RESTING
 from flowmm.execution import matching as M
@@ -20,6 +19,7 @@ from flowmm.execution.matching import (
     MatchParams,
     PaperBook,
 )
+from flowmm.testing import allocations
 
 BID, ASK = 1, -1
 SELL, BUY = -1, 1  # aggressor sides on the tape
@@ -465,16 +465,6 @@ def test_per_event_paths_do_not_allocate():
     tr_r = np.array([[99.0, 0.5, -1.0, 1.0], [101.0, 0.5, 1.0, 2.0]])
     args = (pb._state(), pb.market, tr_t, tr_r, pb.rng, pb.fill_t, pb.fill_r, pb.fill_n)
     _drive(1, *args)  # compile
-    was_on = _nrt_python.memsys_stats_enabled()
-    _nrt_python.memsys_enable_stats()
-    try:
-        s0 = rtsys.get_allocation_stats().alloc
-        _drive(1, *args)
-        one = rtsys.get_allocation_stats().alloc - s0
-        s0 = rtsys.get_allocation_stats().alloc
-        _drive(200, *args)
-        many = rtsys.get_allocation_stats().alloc - s0
-    finally:
-        if not was_on:
-            _nrt_python.memsys_disable_stats()
+    one = allocations(_drive, 1, *args)
+    many = allocations(_drive, 200, *args)
     assert many == one  # only the boundary's argument unboxing; nothing per event
