@@ -251,7 +251,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
     source = _open_source(args)
     out = Path(args.out) if args.out else Path("runs") / f"{graph.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = graph.run(source, out_dir=out, backend=backend, progress=not args.no_progress)
+    # the status line redraws itself: only on a terminal, never into a log file
+    progress = not args.no_progress and sys.stderr.isatty()
+    run = graph.run(source, out_dir=out, backend=backend, progress=progress)
     s = run.summary
     print(f"graph {s['graph']} (hash {s['version_hash']}), backend {s['backend']}, source {s['source']}")
     print(
@@ -416,7 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_nodes_option(p)
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
-    p.add_argument("--no-progress", action="store_true", help="no progress display on stderr")
+    p.add_argument(
+        "--no-progress",
+        "--quiet",
+        action="store_true",
+        help="no progress line on stderr (it is shown only when stderr is a terminal)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(

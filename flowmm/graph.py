@@ -94,15 +94,18 @@ class Graph:
             engine = FusedEngine(self.plan)
         else:
             raise ValueError(f"unknown backend {backend!r} (python | fused)")
+        bar = _Progress(source.end_time) if progress else None
         n_events = 0
         for chunk in source.chunks():
             engine.process(chunk)
             n_events += len(chunk)
-            if progress:
-                print(f"\r  {n_events:,} events, {engine.n_cycles:,} cycles", end="", file=sys.stderr)
+            if bar is not None and len(chunk):
+                if bar.start is None:
+                    bar.start = int(chunk.t[0])
+                bar.update(int(chunk.t[-1]), n_events, engine.n_cycles)
         engine.finish(source.end_time)
-        if progress:
-            print(file=sys.stderr)
+        if bar is not None:
+            bar.close(n_events, engine.n_cycles)
         elapsed = time.perf_counter() - started
         trace = _trace_table(engine)
         summary = {
@@ -119,6 +122,43 @@ class Graph:
         if out_dir is not None:
             run.out_dir = write_run(run, Path(out_dir), self._origin)
         return run
+
+
+class _Progress:
+    """One status line on stderr, in event time: how far through the source the run is."""
+
+    WIDTH = 24
+
+    def __init__(self, end_time: int | None):
+        self.end = end_time
+        self.start: int | None = None
+        self.shown = 0.0
+
+    def update(self, t: int | None, events: int, cycles: int, force: bool = False) -> None:
+        now = time.perf_counter()
+        if not force and now - self.shown < 0.2:  # redraw at most 5 times a second
+            return
+        self.shown = now
+        line = f"{events:,} events, {cycles:,} cycles"
+        if t is not None and self.start is not None and self.end and self.end > self.start:
+            frac = min(1.0, max(0.0, (t - self.start) / (self.end - self.start)))
+            done = int(frac * self.WIDTH)
+            span = _clock((self.end - self.start) / 1e9)
+            line = (
+                f"[{'#' * done}{'.' * (self.WIDTH - done)}] {frac:4.0%}  "
+                f"{_clock((t - self.start) / 1e9)} / {span} event time, {line}"
+            )
+        print(f"\r  {line}", end="", file=sys.stderr, flush=True)
+
+    def close(self, events: int, cycles: int) -> None:
+        self.update(self.end, events, cycles, force=True)
+        print(file=sys.stderr)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
 
 
 def _trace_table(engine) -> pa.Table:

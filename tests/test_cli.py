@@ -286,7 +286,18 @@ def test_run_default_out_dir_and_progress(tmp_path, monkeypatch, capsys):
     assert len(runs) == 1 and runs[0].name.startswith("demo-")
     assert len(runs[0].name) == len("demo-YYYYmmdd-HHMMSS")
     assert (runs[0] / "trace.parquet").is_file()
-    assert "events" in err  # progress on stderr
+    assert "event time" not in err  # stderr is not a terminal here: no progress line
+
+
+def test_run_progress_line_on_a_terminal(tmp_path, monkeypatch, capsys):
+    data = write_jsonl(tmp_path / "events.jsonl", demo_events(4))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    args = ("run", str(DEMO), "--source", "events", "--data", str(data), "--backend", "python")
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "r"))
+    assert code == 0
+    assert "100%" in err and "event time" in err and "events" in err  # progress in event time
+    code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "q"), "--quiet")
+    assert code == 0 and "event time" not in err
 
 
 def test_run_prints_graph_warnings_first(tmp_path, capsys):
