@@ -1,4 +1,4 @@
-"""The ``flowmm`` command line: validate, render, nodes, run, scenarios, version.
+"""The ``flowmm`` command line: validate, render, nodes, run, compare, scenarios, version.
 
 ``main(argv)`` returns the exit code, so tests can call it in-process. Exit codes:
 0 ok; 1 a tool problem (e.g. Graphviz missing); 2 a bad graph, bad input data or bad usage;
@@ -246,21 +246,67 @@ def cmd_run(args: argparse.Namespace) -> int:
     _load_node_dirs(args.nodes)
     graph = load_graph(Path(args.graph), node_dirs=args.nodes, strict=args.strict)
     _print_diagnostics(graph.warnings, sys.stderr)
-    backend = args.backend or default_backend()
+    from flowmm.execution.paper import paper_broker_for
+
+    broker = paper_broker_for(graph.plan)  # a graph that quotes gets paper execution
+    # the paper broker runs on the reference engine until the fused loop drives it
+    backend = args.backend or ("python" if broker is not None else default_backend())
     if backend == "fused" and default_backend() != "fused":
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
     source = _open_source(args)
     out = Path(args.out) if args.out else Path("runs") / f"{graph.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
-    run = graph.run(source, out_dir=out, backend=backend, progress=progress)
+    run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
     s = run.summary
     print(f"graph {s['graph']} (hash {s['version_hash']}), backend {s['backend']}, source {s['source']}")
     print(
         f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
+    if broker is not None:
+        print(
+            f"  paper: {s['fills_buys']} buys, {s['fills_sells']} sells, final q {s['final_q']:+g}, "
+            f"max |q| {s['max_abs_q']:g}, total PnL {s['total_pnl']:+.4f} (fees {s['fees']:.4f})"
+        )
     print(f"  written to {run.out_dir}")
+    return 0
+
+
+# -- compare -------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from flowmm.compare import compare, parse_seeds
+
+    if args.source != "synthetic":  # the same stream per seed needs a seeded source
+        raise UsageError(
+            f"compare runs on --source synthetic only, not {args.source!r}",
+            hint="flowmm compare A.yaml B.yaml --source synthetic --scenario NAME --seeds 0-19",
+        )
+    seeds = parse_seeds(args.seeds)
+    _load_node_dirs(args.nodes)
+    backend = args.backend or default_backend()
+    if backend == "fused" and default_backend() != "fused":
+        raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / f"compare-{args.scenario}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    result = compare(
+        [Path(g) for g in args.graphs],
+        scenario=args.scenario,
+        seeds=seeds,
+        duration=args.duration,
+        out_dir=out,
+        backend=backend,
+        jobs=args.jobs,
+        progress=not args.no_progress,
+        node_dirs=args.nodes,
+    )
+    print(result.format_table())
+    print(f"  written to {out / 'compare.csv'} and {out / 'compare.md'}, run folders under {out}")
     return 0
 
 
@@ -425,6 +471,69 @@ def build_parser() -> argparse.ArgumentParser:
         help="no progress line on stderr (it is shown only when stderr is a terminal)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "compare",
+        help="run several graphs on the same synthetic event streams, side by side",
+        description=inspect.cleandoc(
+            """
+            Run every graph on every seed of a synthetic scenario; per seed, all graphs see the
+            same event stream. Runs go to parallel processes, each writing its own run folder
+            (OUT/<graph>/<scenario>-seed<N>/). Prints a table with, for each graph and each
+            numeric summary metric, the median and the worst over seeds ("median (worst)";
+            worst is the max for metrics where larger is worse -- max |q|, AS, drawdown, fees,
+            interrupts -- and the min otherwise), and writes it as OUT/compare.csv and
+            OUT/compare.md. Every graph is validated before any run starts.
+            """
+        ),
+        epilog="example: flowmm compare graphs/minimal.yaml my.yaml --source synthetic "
+        "--scenario trend_down --seeds 0-19 --out runs/cmp",
+        formatter_class=fmt,
+    )
+    p.add_argument("graphs", nargs="+", metavar="GRAPH", help="graph files (YAML); columns in this order")
+    p.add_argument("--source", default="synthetic", choices=SOURCES, help="only synthetic (the default)")
+    p.add_argument(
+        "--scenario",
+        default="calm",
+        metavar="NAME",
+        help="synthetic scenario: a name from `flowmm scenarios` or a YAML file (default: calm)",
+    )
+    p.add_argument(
+        "--seeds",
+        default="0-19",
+        metavar="SEEDS",
+        help="seeds to run: a range 0-19, a list 0,3,5, a single 7, or a mix 0-9,15 (default: 0-19)",
+    )
+    p.add_argument(
+        "--duration",
+        metavar="D",
+        help="length of each run, e.g. 90s, 20m, 1h (default: the scenario's own length)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: runs/compare-<scenario>-<YYYYmmdd-HHMMSS>)",
+    )
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="engine for every run (default: fused when available, else python)",
+    )
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="parallel processes (default: the number of CPUs; 1 runs in this process)",
+    )
+    _add_nodes_option(p)
+    p.add_argument(
+        "--no-progress",
+        "--quiet",
+        action="store_true",
+        help="no 'runs done / total' progress on stderr",
+    )
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "scenarios",

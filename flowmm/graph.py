@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from flowmm.core.events import EventTable
 from flowmm.core.plan import Plan, load_plan
-from flowmm.errors import Diagnostic, GraphError
+from flowmm.errors import Diagnostic, FlowmmError, GraphError
 
 
 class Source(Protocol):
@@ -37,6 +37,7 @@ class Run:
     summary: dict[str, Any]
     interrupts: list[tuple[int, float]] = field(default_factory=list)
     out_dir: Path | None = None
+    fills: pa.Table | None = None  # with a broker: t, px, sz, side, oid, fee, maker, mid_ref
 
     def trace_df(self):
         """The trace as a pandas DataFrame (needs pandas installed)."""
@@ -80,17 +81,21 @@ class Graph:
 
         ``backend``: ``"python"`` (the reference interpreter) or ``"fused"`` (one numba
         function generated from the plan; same trace, much faster)."""
-        if broker is not None:
-            raise NotImplementedError("brokers arrive with the execution layer")
-        self.check_source(source.provides())
+        provides = source.provides() | (broker.provides() if broker is not None else set())
+        self.check_source(provides)
         started = time.perf_counter()
         if backend == "python":
             from flowmm.core.engine import Interpreter
 
-            engine = Interpreter(self.plan)
+            engine = Interpreter(self.plan, broker)
         elif backend == "fused":
             from flowmm.core.fused import FusedEngine
 
+            if broker is not None:
+                raise FlowmmError(
+                    "the paper broker runs on the python backend for now",
+                    hint="use backend='python' (--backend python); the fused loop gains the broker next",
+                )
             engine = FusedEngine(self.plan)
         else:
             raise ValueError(f"unknown backend {backend!r} (python | fused)")
@@ -118,7 +123,12 @@ class Graph:
             "interrupts": len(engine.interrupts),
             "wall_s": round(elapsed, 3),
         }
-        run = Run(trace, summary, list(engine.interrupts))
+        fills = None
+        if broker is not None:
+            summary["broker"] = broker.name
+            summary.update(broker.summary())
+            fills = broker.fills_table()
+        run = Run(trace, summary, list(engine.interrupts), fills=fills)
         if out_dir is not None:
             run.out_dir = write_run(run, Path(out_dir), self._origin)
         return run
@@ -170,7 +180,7 @@ def _trace_table(engine) -> pa.Table:
 
 
 def write_run(run: Run, out_dir: Path, origin: str | dict) -> Path:
-    """Write trace.parquet, interrupts.csv, summary.json and a copy of the graph file."""
+    """Write trace.parquet, fills.parquet (with a broker), interrupts.csv, summary.json, the graph."""
     import pyarrow.parquet as pq
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +189,8 @@ def write_run(run: Run, out_dir: Path, origin: str | dict) -> Path:
     with open(out_dir / "interrupts.csv", "w") as f:
         f.write("t,value\n")
         f.writelines(f"{t},{v}\n" for t, v in run.interrupts)
+    if run.fills is not None:
+        pq.write_table(run.fills.replace_schema_metadata(meta), out_dir / "fills.parquet")
     (out_dir / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     if isinstance(origin, (str, Path)) and Path(origin).is_file():
         shutil.copy(origin, out_dir / "graph.yaml")

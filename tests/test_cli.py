@@ -456,3 +456,21 @@ def test_run_synthetic_bad_scenario_or_duration_is_a_clear_error(capsys):
     args = ("run", str(DEMO), "--source", "synthetic", "--duration", "soon")
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "soon" in err and "Traceback" not in err
+
+
+def test_compare_cli(tmp_path):
+    args = ["compare", str(DEMO), "--seeds", "0", "--duration", "10s", "--backend", "python", "-j", "1"]
+    assert main([*args, "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / "compare.csv").is_file() and (tmp_path / "compare.md").is_file()
+
+
+def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    args = ("run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "synthetic", "--scenario", "calm")
+    code, out, err = run_cli(capsys, *args, "--duration", "3m", "--out", str(out_dir))
+    assert code == 0, err
+    assert "backend python" in out and "paper:" in out
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["broker"] == "paper" and "total_pnl" in summary
+    fills = pq.read_table(out_dir / "fills.parquet")
+    assert fills.column_names == ["t", "px", "sz", "side", "oid", "fee", "maker", "mid_ref"]

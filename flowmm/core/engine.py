@@ -55,8 +55,9 @@ class TraceBuilder:
 class Interpreter:
     """Runs a plan event by event in Python; the reference the fused backend must match."""
 
-    def __init__(self, plan: Plan):
+    def __init__(self, plan: Plan, broker=None):
         self.plan = plan
+        self.broker = broker  # the execution layer's hooks (flowmm.execution.paper), or None
         self.bufs = plan.allocate()
         self.values = self.bufs.values
         self.ver = self.bufs.ver
@@ -72,6 +73,8 @@ class Interpreter:
         self.interrupts: list[tuple[int, float]] = []
         self._irq_seen = 0
         self._stream_args = self._streams()
+        if broker is not None:
+            broker.bind(plan, self.values, self.ver)
 
     def _streams(self) -> tuple:
         v = self.values
@@ -83,7 +86,7 @@ class Interpreter:
 
     # -- driving -------------------------------------------------------------------------
     def process(self, table: EventTable) -> None:
-        t_arr, kind, off, payload = table.t, table.kind, table.off, table.payload
+        t_arr = table.t
         n = len(t_arr)
         i = 0
         if n and self.last_t is not None and int(t_arr[0]) <= self.last_t:
@@ -92,43 +95,69 @@ class Interpreter:
             )
         while i < n:
             t = int(t_arr[i])
+            tb = self.broker.next_time() if self.broker is not None else None
+            if tb is not None and tb < t:  # a broker arrival (ack) is a batch of its own
+                self._batch(tb, None, 0, 0)
+                continue
             j = i
             while j < n and t_arr[j] == t:
                 j += 1
-            if self.period:
-                if self.next_cycle is None:
-                    self.next_cycle = -(-t // self.period) * self.period
-                while self.next_cycle < t:
-                    self._cycle(self.next_cycle, self.next_cycle // self.period)
-                    self.next_cycle += self.period
-            book_ver = self.ver[S.S_BOOK] + self.ver[S.S_BBO]
-            for k in range(i, j):
-                E.apply_event(t, int(kind[k]), payload, int(off[k]), self.ver, *self._stream_args)
-            self._step(t, None)
-            if self.period:
-                if self.next_cycle == t:
-                    self._cycle(t, t // self.period)
-                    self.next_cycle += self.period
-            elif self.ver[S.S_BOOK] + self.ver[S.S_BBO] != book_ver:
-                self._cycle(t, self.n_cycles)
-            self.last_t = t
+            self._batch(t, table, i, j)
             i = j
 
+    def _batch(self, t: int, table: EventTable | None, i: int, j: int) -> None:
+        """One batch at ``t``: cycles before it, its events (and broker work), the event step."""
+        if self.period:
+            if self.next_cycle is None:
+                self.next_cycle = -(-t // self.period) * self.period
+            while self.next_cycle < t:
+                self._cycle(self.next_cycle, self.next_cycle // self.period)
+                self.next_cycle += self.period
+        broker = self.broker
+        book_ver = self.ver[S.S_BOOK] + self.ver[S.S_BBO]
+        if broker is not None:
+            broker.before_batch(t)
+            mid_before = float(self.values[S.S_MID][0])
+            trades_before = int(self.ver[S.S_TRADES])
+        if table is not None:
+            kind, off, payload = table.kind, table.off, table.payload
+            for k in range(i, j):
+                E.apply_event(t, int(kind[k]), payload, int(off[k]), self.ver, *self._stream_args)
+        if broker is not None:
+            book_ticked = self.ver[S.S_BOOK] + self.ver[S.S_BBO] != book_ver
+            broker.on_batch(t, mid_before, (trades_before, int(self.ver[S.S_TRADES])), book_ticked)
+        self._step(t, None)
+        if self.period:
+            if self.next_cycle == t:
+                self._cycle(t, t // self.period)
+                self.next_cycle += self.period
+        elif self.ver[S.S_BOOK] + self.ver[S.S_BBO] != book_ver:
+            self._cycle(t, self.n_cycles)
+        self.last_t = t
+
     def finish(self, end_time: int | None) -> None:
-        """Run the cycles left up to ``end_time`` (inclusive)."""
-        if not self.period or end_time is None:
+        """Run the broker arrivals and the cycles left up to ``end_time`` (inclusive)."""
+        if end_time is None:
             return
-        if self.next_cycle is None:
-            return
-        while self.next_cycle <= end_time:
-            self._cycle(self.next_cycle, self.next_cycle // self.period)
-            self.next_cycle += self.period
+        while self.broker is not None and self.broker.next_time() is not None:
+            tb = self.broker.next_time()
+            if tb > end_time:
+                break
+            self._batch(tb, None, 0, 0)
+        if self.period and self.next_cycle is not None:
+            while self.next_cycle <= end_time:
+                self._cycle(self.next_cycle, self.next_cycle // self.period)
+                self.next_cycle += self.period
+        if self.broker is not None:
+            self.broker.finish(end_time)
 
     # -- steps ---------------------------------------------------------------------------
     def _cycle(self, t: int, cycle: int) -> None:
         self.values[S.S_CLOCK][0] = cycle
         self.ver[S.S_CLOCK] += 1
         self._step(t, cycle)
+        if self.broker is not None:
+            self.broker.after_cycle(t)
         self.trace.add(t, cycle, self.values)
         self.n_cycles += 1
 
@@ -141,6 +170,8 @@ class Interpreter:
         if cp is not None and self.ver[cp] != self._irq_seen:
             self._irq_seen = int(self.ver[cp])
             self.interrupts.append((t, float(self.values[cp][0])))
+            if self.broker is not None:
+                self.broker.on_interrupt(t, float(self.values[cp][0]))
 
     def _maybe_run(self, n, now: int) -> None:
         ver, seen, values = self.ver, self.seen, self.values
