@@ -238,6 +238,14 @@ def _open_source(args: argparse.Namespace):
     return Events.from_file(args.data)
 
 
+def _run_name(graph: str, args: argparse.Namespace) -> str:
+    """``<graph>-<source>[-<scenario>-<seed>]-<YYYYmmdd-HHMMSS>``: a run folder says what ran."""
+    parts = [graph, args.source]
+    if args.source == "synthetic":
+        parts += [Path(args.scenario).stem, str(args.seed)]
+    return "-".join(parts + [time.strftime("%Y%m%d-%H%M%S")])
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from flowmm.graph import load_graph
 
@@ -254,7 +262,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if backend == "fused" and default_backend() != "fused":
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
     source = _open_source(args)
-    out = Path(args.out) if args.out else Path("runs") / f"{graph.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
     run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
@@ -455,7 +463,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="D",
         help="synthetic run length, e.g. 90s, 20m, 1h (default: the scenario's own length)",
     )
-    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<graph name>-<YYYYmmdd-HHMMSS>)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run folder (default: runs/<graph>-<source>[-<scenario>-<seed>]-<YYYYmmdd-HHMMSS>)",
+    )
     p.add_argument(
         "--backend",
         choices=BACKENDS,

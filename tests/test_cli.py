@@ -283,8 +283,8 @@ def test_run_default_out_dir_and_progress(tmp_path, monkeypatch, capsys):
     )
     assert code == 0
     runs = list((tmp_path / "runs").iterdir())
-    assert len(runs) == 1 and runs[0].name.startswith("demo-")
-    assert len(runs[0].name) == len("demo-YYYYmmdd-HHMMSS")
+    assert len(runs) == 1 and runs[0].name.startswith("demo-events-")
+    assert len(runs[0].name) == len("demo-events-YYYYmmdd-HHMMSS")
     assert (runs[0] / "trace.parquet").is_file()
     assert "event time" not in err  # stderr is not a terminal here: no progress line
 
@@ -474,3 +474,13 @@ def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
     assert summary["broker"] == "paper" and "total_pnl" in summary
     fills = pq.read_table(out_dir / "fills.parquet")
     assert fills.column_names == ["t", "px", "sz", "side", "oid", "fee", "maker", "mid_ref"]
+
+
+def test_run_folder_name_says_what_ran(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ("run", str(DEMO), "--source", "synthetic", "--scenario", "calm", "--seed", "4", "--duration", "20s")
+    code, _, err = run_cli(capsys, *args)
+    assert code == 0, err
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("demo-synthetic-calm-4-")
+    assert len(run.name) == len("demo-synthetic-calm-4-YYYYmmdd-HHMMSS")
