@@ -478,7 +478,18 @@ def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
 
 def test_run_folder_name_says_what_ran(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    args = ("run", str(DEMO), "--source", "synthetic", "--scenario", "calm", "--seed", "4", "--duration", "20s")
+    args = (
+        "run",
+        str(DEMO),
+        "--source",
+        "synthetic",
+        "--scenario",
+        "calm",
+        "--seed",
+        "4",
+        "--duration",
+        "20s",
+    )
     code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     (run,) = (tmp_path / "runs").iterdir()

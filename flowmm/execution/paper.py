@@ -5,8 +5,10 @@ It composes the execution kernels (docs/execution.md) in the engine's call order
 * after every quote cycle: ``reconcile`` the graph's ``execution.ladder`` against our orders
   (only when the ladder ticked, an ack or fill changed the orders, or the budget left work
   undone); on an interrupt (``execution.cancel``): ``cancel_side``. Each action is delayed by
-  its latency and arrives as a broker event at ``sent + latency`` — never earlier than an
-  action sent before it, so one connection's requests stay in order;
+  its latency (constant per kind; with probability ``latency_spike_prob`` it spikes to
+  ``latency_spike_mult`` times that, drawn from a seeded generator) and arrives as a broker
+  event at ``sent + latency`` — never earlier than an action sent before it, so one
+  connection's requests stay in order;
 * at every batch of equal event time ``T`` (source events and broker arrivals merged): before
   it, hourly funding and the markouts that came due (with the mid before the batch); after the
   source events are written, matching: the batch's trades, then its book, then the actions
@@ -44,6 +46,9 @@ class PaperParams(BaseModel):
     place_latency_ms: float = Field(50.0, gt=0, description="order -> resting on the exchange")
     modify_latency_ms: float = Field(50.0, gt=0)
     cancel_latency_ms: float = Field(30.0, gt=0)
+    latency_spike_prob: float = Field(0.0, ge=0, le=1, description="chance an action's latency spikes")
+    latency_spike_mult: float = Field(10.0, ge=1, description="a spiked latency is this many times longer")
+    seed: int = Field(0, ge=0, description="seed of the latency draws")
     queue_model: str = Field("risk_averse", pattern="^(risk_averse|probabilistic)$")
     fees: FeeSchedule = FeeSchedule()
     tick_size: float = Field(0.001, gt=0, description="price grid of the tolerance (instrument tick)")
@@ -93,6 +98,7 @@ class PaperBroker:
         self.acct = A.accounting_state(A.AccountingParams(horizons_s=self.params.horizons_s))
         self.act_t, self.act_r = PORT_TYPES["actions"].allocate(capacity=ACTION_RING)
         self.act_n = np.zeros(1, np.int64)
+        self.rng = np.random.default_rng(self.params.seed)  # latency spikes: seeded, reproducible
         self.pending: list[tuple[int, int, float, float, float, float]] = []  # (t, kind, side, px, sz, oid)
         self.last_arrival = 0
         self.ladder_seen = 0
@@ -193,7 +199,10 @@ class PaperBroker:
         for i in range(start, end):
             r = self.act_r[i % ACTION_RING]
             kind = int(r[0])
-            arrival = max(t + self._latency_ns[kind], self.last_arrival)  # one connection: in order
+            latency = self._latency_ns[kind]
+            if self.params.latency_spike_prob and self.rng.random() < self.params.latency_spike_prob:
+                latency = int(latency * self.params.latency_spike_mult)
+            arrival = max(t + latency, self.last_arrival)  # one connection: requests stay in order
             self.last_arrival = arrival
             self.pending.append((arrival, kind, float(r[1]), float(r[2]), float(r[3]), float(r[4])))
             self.actions_sent += 1

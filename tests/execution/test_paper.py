@@ -88,6 +88,15 @@ def test_no_fill_before_the_first_order_can_rest():
     assert fills and min(fills) >= first_cycle + 50_000_000  # place latency 50 ms
 
 
+def test_latency_spikes_delay_the_orders():
+    g = quoter()
+    src = Synthetic("calm", seed=0, duration="2m")
+    spiky = g.run(src, broker=PaperBroker(latency_spike_prob=1.0, latency_spike_mult=20.0), backend="python")
+    first_cycle = spiky.trace.column("t")[0].as_py()
+    fills = spiky.fills.column("t").to_pylist()
+    assert fills and min(fills) >= first_cycle + 20 * 50_000_000  # every place took 1 s
+
+
 def test_deterministic():
     a, b = run("trend_down", 2, duration="4m"), run("trend_down", 2, duration="4m")
     assert a.fills.equals(b.fills)
