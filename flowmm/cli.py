@@ -238,6 +238,16 @@ def _open_source(args: argparse.Namespace):
     return Events.from_file(args.data)
 
 
+def _draw_graph(graph, out_dir: Path) -> None:
+    """The graph's SVG in the run folder; without Graphviz, its .dot and a note."""
+    from flowmm.render import GraphvizMissing, render
+
+    try:
+        render(graph.plan, out_dir / "graph.svg")
+    except GraphvizMissing as exc:
+        print(exc.format(), file=sys.stderr)
+
+
 def _run_name(graph: str, args: argparse.Namespace) -> str:
     """``<graph>-<source>[-<scenario>-<seed>]-<YYYYmmdd-HHMMSS>``: a run folder says what ran."""
     parts = [graph, args.source]
@@ -248,6 +258,7 @@ def _run_name(graph: str, args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from flowmm.graph import load_graph
+    from flowmm.io.report import console_summary, write_report
 
     if args.source in UNAVAILABLE:  # before any work: say so at once
         _open_source(args)
@@ -273,11 +284,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
     if broker is not None:
-        print(
-            f"  paper: {s['fills_buys']} buys, {s['fills_sells']} sells, final q {s['final_q']:+g}, "
-            f"max |q| {s['max_abs_q']:g}, total PnL {s['total_pnl']:+.4f} (fees {s['fees']:.4f})"
-        )
-    print(f"  written to {run.out_dir}")
+        print(console_summary(s))
+    _draw_graph(graph, run.out_dir)
+    report = write_report(run.out_dir)
+    print(f"  written to {run.out_dir} (report: {report.name})")
     return 0
 
 

@@ -469,7 +469,10 @@ def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
     args = ("run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "synthetic", "--scenario", "calm")
     code, out, err = run_cli(capsys, *args, "--duration", "3m", "--out", str(out_dir))
     assert code == 0, err
-    assert "backend python" in out and "paper:" in out
+    assert "backend python" in out and "| Total PnL" in out  # the session table
+    for name in ("trace.parquet", "fills.parquet", "summary.json", "graph.svg", "report.html"):
+        assert (out_dir / name).is_file(), name
+    assert (out_dir / "plots" / "price.png").is_file()
     summary = json.loads((out_dir / "summary.json").read_text())
     assert summary["broker"] == "paper" and "total_pnl" in summary
     fills = pq.read_table(out_dir / "fills.parquet")
