@@ -1,5 +1,6 @@
 # flowmm: every target sets itself up on a fresh clone (virtualenv in .venv, Graphviz if we can).
-#   make demo   validate, render and run graphs/demo.yaml on real BTC events -> out/
+#   make demo   validate, render and run graphs/demo.yaml on real BTC events, and
+#               graphs/minimal.yaml on the synthetic market with paper execution -> out/
 #   make test   the test suite (pytest)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,13 +14,15 @@ FLOWMM := $(VENV)/bin/flowmm
 STAMP := $(VENV)/.installed
 DEMO_GRAPH := graphs/demo.yaml
 DEMO_EVENTS := flowmm/examples/btc_20250126_events.jsonl
+QUOTE_GRAPH := graphs/minimal.yaml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
 .PHONY: help setup graphviz demo test lint bench clean distclean
 
 help:
-	@echo "make demo       validate + render + run $(DEMO_GRAPH) on real BTC events (writes out/)"
+	@echo "make demo       validate + render + run $(DEMO_GRAPH) on real BTC events, and"
+	@echo "                $(QUOTE_GRAPH) on the synthetic market with paper execution (writes out/)"
 	@echo "make test       run the test suite"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      run the benchmark scripts in bench/"
@@ -66,7 +69,9 @@ demo: setup
 	fi
 	@echo "== flowmm run $(DEMO_GRAPH) on $(DEMO_EVENTS) -> out/demo-run/"
 	$(FLOWMM) run $(DEMO_GRAPH) --source events --data $(DEMO_EVENTS) --out out/demo-run --no-progress
-	@echo "== done: $$([ -e out/demo.svg ] && echo out/demo.svg || echo out/demo.dot), out/demo-run/{trace.parquet,summary.json,interrupts.csv,graph.yaml}"
+	@echo "== flowmm run $(QUOTE_GRAPH) on the synthetic trend_down (20 min), paper execution -> out/quote-run/"
+	$(FLOWMM) run $(QUOTE_GRAPH) --source synthetic --scenario trend_down --seed 0 --out out/quote-run --no-progress
+	@echo "== done: $$([ -e out/demo.svg ] && echo out/demo.svg || echo out/demo.dot), out/demo-run/, out/quote-run/ (report.html, fills.parquet, plots/)"
 
 # -- checks ------------------------------------------------------------------------------
 test: setup
