@@ -20,7 +20,8 @@ from typing import Any
 
 from pydantic_core import PydanticUndefined
 
-from flowmm.errors import Diagnostic, FlowmmError, GraphError, Location
+from flowmm.errors import Diagnostic, FlowmmError, GraphError, UsageError
+from flowmm.graph import BACKENDS
 
 SOURCES = ("events", "synthetic", "replay", "live")
 UNAVAILABLE = {
@@ -28,19 +29,6 @@ UNAVAILABLE = {
     "live": "live feed",
 }
 FORMATS = ("svg", "png", "dot")
-BACKENDS = ("python", "fused")
-
-
-class UsageError(FlowmmError):
-    """A command line that cannot be carried out (bad option value, source not available)."""
-
-    exit_code = 2
-
-    def format(self) -> str:
-        if self.location != Location():
-            return super().format()
-        text = f"flowmm: error: {self.message}"  # not about a graph: no "<graph>" prefix
-        return text + (f"\n    hint: {self.hint}" if self.hint else "")
 
 
 # -- helpers -------------------------------------------------------------------------------------

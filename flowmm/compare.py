@@ -31,26 +31,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from flowmm.errors import FlowmmError, Location
+from flowmm.errors import FlowmmError, UsageError
+from flowmm.graph import BACKENDS
 
 # Substrings of a metric name for which a larger value is worse: worst = max. Everything else: min.
 LARGER_IS_WORSE: tuple[str, ...] = ("max_abs_q", "max_q", "as_bps", "drawdown", "fees", "interrupts")
 # Summary keys that measure the machine, not the graph: never compared.
 WALL_CLOCK: tuple[str, ...] = ("wall_s", "wall_", "_wall", "elapsed", "events_per_s")
-BACKENDS = ("python", "fused")
 CSV_COLUMNS = ("graph", "metric", "median", "worst", "worst_is", "seeds")
 
 
-class CompareError(FlowmmError):
+class CompareError(UsageError):
     """A compare that cannot be carried out: bad seeds, jobs, backend, or clashing graphs."""
-
-    exit_code = 2
-
-    def format(self) -> str:
-        if self.location != Location():
-            return super().format()
-        text = f"flowmm: error: {self.message}"  # not about a graph: no "<graph>" prefix
-        return text + (f"\n    hint: {self.hint}" if self.hint else "")
 
 
 class RunFailed(FlowmmError):

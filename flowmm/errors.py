@@ -98,3 +98,15 @@ class EngineError(FlowmmError):
     """A run-time failure of the engine (e.g. a consumer fell behind a ring buffer)."""
 
     exit_code = 3
+
+
+class UsageError(FlowmmError):
+    """A request that cannot be carried out (a bad option value, a source not available)."""
+
+    exit_code = 2
+
+    def format(self) -> str:
+        if self.location != Location():
+            return super().format()
+        text = f"flowmm: error: {self.message}"  # not about a graph: no "<graph>" prefix
+        return text + (f"\n    hint: {self.hint}" if self.hint else "")

@@ -17,6 +17,8 @@ from flowmm.core.events import EventTable
 from flowmm.core.plan import Plan, load_plan
 from flowmm.errors import Diagnostic, FlowmmError, GraphError
 
+BACKENDS = ("python", "fused")  # the reference interpreter; one generated numba loop
+
 
 class Source(Protocol):
     """What an event source provides (``flowmm.sources``)."""
