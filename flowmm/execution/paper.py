@@ -106,6 +106,8 @@ class PaperBroker:
         self.fills: list[tuple] = []
         self.rejects = 0
         self.actions_sent = 0
+        self.pnl_minutes: list[float] = []  # total PnL at each minute of event time (Sharpe)
+        self.next_minute: int | None = None
 
     # -- engine hooks ---------------------------------------------------------------------------
     def next_time(self) -> int | None:
@@ -153,6 +155,11 @@ class PaperBroker:
 
     def after_cycle(self, t: int) -> None:
         """Reconcile the desired ladder when it (or our orders) changed, or work was left undone."""
+        if self.next_minute is None:
+            self.next_minute = t
+        while t >= self.next_minute:
+            self.pnl_minutes.append(float(self.acct.acct[A.A_TOTAL_PNL]))
+            self.next_minute += 60 * 1_000_000_000
         if self.ladder_port is None:
             return
         ticked = self.ver[self.ladder_port] != self.ladder_seen
@@ -179,8 +186,16 @@ class PaperBroker:
     # -- results --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
         out = A.summary(self.acct)
-        out.update(actions_sent=self.actions_sent, rejects=int(self.rejects))
+        out.update(actions_sent=self.actions_sent, rejects=int(self.rejects), sharpe_1h=self._sharpe_1h())
         return out
+
+    def _sharpe_1h(self) -> float | None:
+        """mean/sd of one-minute PnL changes, times sqrt(60): the seed's "Sharpe (1h)". None when
+        undefined (under three changes, or no variation)."""
+        d = np.diff(self.pnl_minutes)
+        if len(d) < 3 or not d.std(ddof=1) > 0:
+            return None
+        return float(d.mean() / d.std(ddof=1) * np.sqrt(60.0))
 
     def fills_table(self) -> pa.Table:
         cols = ("t", "px", "sz", "side", "oid", "fee", "maker", "mid_ref")

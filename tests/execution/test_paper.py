@@ -77,6 +77,7 @@ def test_fills_position_and_the_pnl_identity(calm_runs):
     assert s["fills_buys"] + s["fills_sells"] == len(f["t"])
     assert all(m == 1.0 for m in f["maker"])  # post-only: every fill is a maker fill
     # realised + unrealised - fees + funding = cash + q * mark - initial cash
+    assert s["sharpe_1h"] is not None and np.isfinite(s["sharpe_1h"])  # 10 one-minute PnL changes
     lhs = s["realised_pnl"] + s["unrealised_pnl"] - s["fees"] + s["funding"]
     assert lhs == pytest.approx(s["cash"] + s["final_q"] * s["mark_px"] - s["initial_cash"], abs=1e-9)
 
