@@ -466,8 +466,8 @@ def test_compare_cli(tmp_path):
 
 def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
     out_dir = tmp_path / "run"
-    args = ("run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "synthetic", "--scenario", "calm")
-    code, out, err = run_cli(capsys, *args, "--duration", "3m", "--out", str(out_dir))
+    args = ("run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "synthetic", "--scenario", "trend_down")
+    code, out, err = run_cli(capsys, *args, "--duration", "5m", "--out", str(out_dir))
     assert code == 0, err
     assert "backend python" in out and "| Total PnL" in out  # the session table
     for name in ("trace.parquet", "fills.parquet", "summary.json", "graph.svg", "report.html"):
@@ -477,6 +477,14 @@ def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
     assert summary["broker"] == "paper" and "total_pnl" in summary
     fills = pq.read_table(out_dir / "fills.parquet")
     assert fills.column_names == ["t", "px", "sz", "side", "oid", "fee", "maker", "mid_ref"]
+    trace = pq.read_table(out_dir / "trace.parquet")
+    assert trace.column_names == [
+        "t", "cycle", "source.mid", "exec.position", "exec.pnl",
+        "quote.ladder.bid_px.0", "quote.ladder.bid_sz.0", "quote.ladder.ask_px.0", "quote.ladder.ask_sz.0",
+    ]  # fmt: skip
+    assert trace.num_rows == 301
+    for png in ("price", "position", "pnl", "spreads"):
+        assert (out_dir / "plots" / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
 
 
 def test_run_folder_name_says_what_ran(tmp_path, monkeypatch, capsys):

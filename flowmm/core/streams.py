@@ -37,6 +37,7 @@ STREAMS: tuple[Stream, ...] = (
     Stream("exec.markouts", "markouts", "per fill and horizon, when the horizon elapses"),
     Stream("exec.position", "f64", "signed position in contracts"),
     Stream("exec.orders", "orders", "our resting orders"),
+    Stream("exec.pnl", "f64", "total PnL (realised + unrealised - fees + funding), quote currency"),
 )
 STREAM_INDEX = {s.address: i for i, s in enumerate(STREAMS)}
 SOURCE_STREAMS = frozenset(s.address for s in STREAMS if s.address.startswith("source."))
@@ -59,4 +60,5 @@ EXEC_STREAMS = frozenset(s.address for s in STREAMS if s.address.startswith("exe
     S_MARKOUTS,
     S_POSITION,
     S_ORDERS,
+    S_PNL,
 ) = range(len(STREAMS))

@@ -13,7 +13,7 @@ It composes the execution kernels (docs/execution.md) in the engine's call order
   it, hourly funding and the markouts that came due (with the mid before the batch); after the
   source events are written, matching: the batch's trades, then its book, then the actions
   arriving at ``T``; the fills go to ``exec.fills``, the accounting books them, and
-  ``exec.position`` / ``exec.orders`` tick.
+  ``exec.position`` / ``exec.orders`` tick, and ``exec.pnl`` when the marked total changes.
 
 The orders table *is* the ``exec.orders`` stream buffer (nodes read it; only the broker writes
 it). Reference implementation for the Python interpreter; the fused backend does not drive a
@@ -85,7 +85,7 @@ class PaperBroker:
         self.rec_packed = self.rec_params.pack()
 
     def provides(self) -> set[str]:
-        return {"exec.fills", "exec.markouts", "exec.position", "exec.orders"}
+        return {"exec.fills", "exec.markouts", "exec.position", "exec.orders", "exec.pnl"}
 
     # -- binding to one run's buffers ---------------------------------------------------------
     def bind(self, plan, values: list, ver: np.ndarray) -> None:
@@ -152,6 +152,10 @@ class PaperBroker:
         mid = float(v[S.S_MID][0])
         if mid == mid:
             A.mark(t, mid, self.acct.acct, self.acct.clock)
+            pnl = float(self.acct.acct[A.A_TOTAL_PNL])
+            if pnl != v[S.S_PNL][0]:  # ticks when the mark-to-market total changes
+                v[S.S_PNL][0] = pnl
+                ver[S.S_PNL] += 1
 
     def after_cycle(self, t: int) -> None:
         """Reconcile the desired ladder when it (or our orders) changed, or work was left undone."""
