@@ -213,9 +213,9 @@ def _open_source(args: argparse.Namespace):
             hint="use --source synthetic --scenario NAME, or --source events --data FILE",
         )
     if args.source == "synthetic":
-        from flowmm.sources.synthetic import Synthetic
+        from flowmm.sources.synthetic import open_synthetic
 
-        return Synthetic(args.scenario, seed=args.seed, duration=args.duration)
+        return open_synthetic(args.scenario, seed=args.seed, duration=args.duration)
     if args.data is None:
         raise UsageError(
             "--source events needs --data FILE",
@@ -255,12 +255,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
 
-    broker = paper_broker_for(graph.plan)  # a graph that quotes gets paper execution
+    source = _open_source(args)
+    broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
     # the paper broker runs on the reference engine until the fused loop drives it
     backend = args.backend or ("python" if broker is not None else default_backend())
     if backend == "fused" and default_backend() != "fused":
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
-    source = _open_source(args)
     out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()

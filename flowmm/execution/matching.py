@@ -84,7 +84,9 @@ Each live order at signed distance ``δ = side·(mid − px)`` (the paper's unit
 dollar) fills ``min(fill_unit, remaining)`` with probability ``1 − exp(−A·exp(−k·δ)·dt)`` in a
 step of length ``dt``. For an order on its own side of mid ``δ = |px − mid|``; the signed form
 keeps Avellaneda & Stoikov's ``δ^b = s − p^b`` for a quote pushed across mid (intensity above
-``A``) instead of folding it back. One uniform draw per live order per step, in slot order.
+``A``) instead of folding it back. ``intensity_prob = "paper"`` uses the paper's own
+discretisation, probability ``λ·dt`` (capped at 1), instead of the exact Poisson chance.
+One uniform draw per live order per step, in slot order.
 
 PRNG: splitmix64 (Steele, Lea & Flood 2014; the seeding generator of xoshiro) over a
 caller-owned ``uint64[1]`` state (``rng_state(seed)``): ``state += 0x9E3779B97F4A7C15``, then
@@ -148,8 +150,8 @@ STATUS_NAMES = {
 # queue models
 QUEUE_RISK_AVERSE, QUEUE_PROB = 0, 1
 # params layout (MatchParams.pack)
-P_QUEUE_MODEL, P_POWER, P_MAKER_RATE, P_TAKER_RATE, P_A, P_K, P_FILL_UNIT, P_OWN_IN_BOOK = range(8)
-P_COUNT = 8
+P_QUEUE_MODEL, P_POWER, P_MAKER_RATE, P_TAKER_RATE, P_A, P_K, P_FILL_UNIT, P_OWN_IN_BOOK, P_LINEAR = range(9)
+P_COUNT = 9
 # aux layout
 AUX_SEQ, AUX_PREV_DISP, AUX_CUM_TRADE = range(3)
 AUX_WIDTH = 3
@@ -176,6 +178,11 @@ class MatchParams(BaseModel):
     intensity_k: float = Field(1.5, ge=0.0, description="k of A*exp(-k*delta), per price unit")
     fill_unit: float = Field(1.0, gt=0.0, description="size of one intensity-model fill")
     own_in_book: bool = Field(False, description="the displayed book includes our own orders")
+    intensity_prob: Literal["poisson", "paper"] = Field(
+        "poisson",
+        description="fill chance per step: poisson 1-exp(-lambda dt); paper lambda*dt (capped at 1), "
+        "the discretisation Avellaneda & Stoikov simulate",
+    )
 
     def pack(self) -> np.ndarray:
         p = np.zeros(P_COUNT)
@@ -187,6 +194,7 @@ class MatchParams(BaseModel):
         p[P_K] = self.intensity_k
         p[P_FILL_UNIT] = self.fill_unit
         p[P_OWN_IN_BOOK] = 1.0 if self.own_in_book else 0.0
+        p[P_LINEAR] = 1.0 if self.intensity_prob == "paper" else 0.0
         return p
 
 
@@ -519,7 +527,8 @@ def intensity_fills(now, dt, mid, orders, aux, work, params, rng, fill_t, fill_r
         if not _live(orders, i):
             continue
         delta = orders[i, ORD_SIDE] * (mid - orders[i, ORD_PX])
-        p = -np.expm1(-a * np.exp(-k * delta) * dt)
+        rate_dt = a * np.exp(-k * delta) * dt
+        p = min(1.0, rate_dt) if params[P_LINEAR] != 0.0 else -np.expm1(-rate_dt)
         if uniform01(rng) < p:
             _fill(now, orders, aux, i, min(unit, orders[i, ORD_SZ]), params, mid, fill_t, fill_r, fill_n)
             nf += 1

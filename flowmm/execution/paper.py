@@ -58,6 +58,22 @@ class PaperParams(BaseModel):
     burst: float = Field(40.0, gt=0)
     min_order_value: float = Field(10.0, ge=0)
     horizons_s: tuple[float, ...] = (0.0, 1.0, 5.0, 30.0, 60.0)
+    fill_model: str = Field("queue", pattern="^(queue|intensity)$", description="queue: the tape and book")
+    intensity_A: float = Field(140.0, ge=0, description="intensity model: A of A*exp(-k*delta), per second")
+    intensity_k: float = Field(1.5, ge=0, description="intensity model: k, per price unit")
+    fill_unit: float = Field(1.0, gt=0, description="intensity model: size of one fill")
+    intensity_prob: str = Field("poisson", pattern="^(poisson|paper)$", description="see MatchParams")
+
+    @classmethod
+    def as2008(cls, seed: int = 0) -> PaperParams:
+        """Avellaneda & Stoikov (2008): intensity fills, no fees, no latency to speak of, no budget."""
+        return cls(
+            seed=seed,
+            fill_model="intensity", intensity_prob="paper",
+            place_latency_ms=0.001, modify_latency_ms=0.001, cancel_latency_ms=0.001,
+            fees=FeeSchedule(maker_bps=0.0, taker_bps=0.0), tick_size=0.01, px_tol_ticks=0.0,
+            max_actions_per_s=1e9, burst=1e9, min_order_value=0.0,
+        )  # fmt: skip
 
 
 class PaperBroker:
@@ -73,7 +89,10 @@ class PaperBroker:
             2: int(p.cancel_latency_ms * 1e6),  # ACT_CANCEL
             3: int(p.modify_latency_ms * 1e6),  # ACT_MODIFY
         }
-        self.match_params = M.MatchParams(queue_model=p.queue_model, fees=p.fees).pack()
+        self.match_params = M.MatchParams(
+            queue_model=p.queue_model, fees=p.fees, intensity_A=p.intensity_A, intensity_k=p.intensity_k,
+            fill_unit=p.fill_unit, intensity_prob=p.intensity_prob,
+        ).pack()  # fmt: skip
         self.rec_params = R.ReconcilerParams(
             tick_size=p.tick_size,
             px_tol_ticks=p.px_tol_ticks,
@@ -99,6 +118,8 @@ class PaperBroker:
         self.act_t, self.act_r = PORT_TYPES["actions"].allocate(capacity=ACTION_RING)
         self.act_n = np.zeros(1, np.int64)
         self.rng = np.random.default_rng(self.params.seed)  # latency spikes: seeded, reproducible
+        self.fill_rng = M.rng_state(self.params.seed)  # the intensity model's draws
+        self.last_intensity_t: int | None = None
         self.pending: list[tuple[int, int, float, float, float, float]] = []  # (t, kind, side, px, sz, oid)
         self.last_arrival = 0
         self.ladder_seen = 0
@@ -138,6 +159,12 @@ class PaperBroker:
             M.on_trades(tr_t, tr_r, trades[0], trades[1], *args)
         if book_ticked:
             M.on_book(t, v[S.S_BOOK], *args)
+        if self.params.fill_model == "intensity" and mid_before == mid_before:
+            # quotes that rested over (last, t] fill at A*exp(-k*delta), delta from the mid then
+            dt = 0.0 if self.last_intensity_t is None else (t - self.last_intensity_t) * 1e-9
+            self.last_intensity_t = t
+            M.intensity_fills(t, dt, mid_before, self.orders, self.aux, self.work, self.match_params,
+                              self.fill_rng, fill_t, fill_r, fill_n)  # fmt: skip
         while self.pending and self.pending[0][0] == t:
             _, kind, side, px, sz, oid = self.pending.pop(0)
             status = M.apply_action(t, kind, side, px, sz, oid, v[S.S_BOOK], self.orders, self.aux, self.work,
@@ -238,9 +265,13 @@ class PaperBroker:
         self.orders_dirty = True
 
 
-def paper_broker_for(plan) -> PaperBroker | None:
-    """The default execution of a graph: paper, when it names a ladder (never real orders)."""
+def paper_broker_for(plan, source: Any = None) -> PaperBroker | None:
+    """The default execution of a graph: paper, when it names a ladder (never real orders);
+    the intensity model when the source asks for it (``as2008``)."""
     if plan.ladder_port is None:
         return None
+    seed = int(getattr(source, "seed", 0))  # the broker's draws vary with the market's seed
+    if getattr(source, "fill_model", "queue") == "intensity":
+        return PaperBroker(PaperParams.as2008(seed=seed))
     tick = plan.spec.instrument.tick_size
-    return PaperBroker(tick_size=tick) if tick else PaperBroker()
+    return PaperBroker(tick_size=tick, seed=seed) if tick else PaperBroker(seed=seed)

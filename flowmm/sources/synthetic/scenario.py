@@ -299,6 +299,9 @@ def list_scenarios() -> list[tuple[str, str]]:
                 found[path.stem] = load_scenario(path).description.strip().splitlines()[0]
             except (ScenarioError, IndexError):
                 found[path.stem] = "(does not load: run `flowmm scenarios` on it for the error)"
+    from flowmm.sources.synthetic.textbook import AS2008  # the textbook setup, defined in code
+
+    found[AS2008.scenario] = AS2008.description
     return sorted(found.items())
 
 
