@@ -356,6 +356,28 @@ def _add_nodes_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_scenario_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenario",
+        default="calm",
+        metavar="NAME",
+        help="synthetic scenario: a name from `flowmm scenarios` or a YAML file (default: calm)",
+    )
+
+
+def _add_backend_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="engine: the reference interpreter or one generated numba loop "
+        "(default: fused when available, else python; graphs that quote run on python for now)",
+    )
+
+
+def _add_quiet_option(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--no-progress", "--quiet", action="store_true", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
@@ -449,12 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
     p.add_argument("--source", required=True, choices=SOURCES, help="where events come from")
     p.add_argument("--data", metavar="FILE", help="event file for --source events (.jsonl or .jsonl.gz)")
-    p.add_argument(
-        "--scenario",
-        default="calm",
-        metavar="NAME",
-        help="synthetic scenario: a name from `flowmm scenarios` or a YAML file (default: calm)",
-    )
+    _add_scenario_option(p)
     p.add_argument("--seed", type=int, default=0, help="synthetic market seed (default: 0)")
     p.add_argument(
         "--duration",
@@ -466,20 +483,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="run folder (default: runs/<graph>-<source>[-<scenario>-<seed>]-<YYYYmmdd-HHMMSS>)",
     )
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        help="engine: the reference interpreter or one generated numba loop "
-        "(default: fused when available, else python)",
-    )
+    _add_backend_option(p)
     _add_nodes_option(p)
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
-    p.add_argument(
-        "--no-progress",
-        "--quiet",
-        action="store_true",
-        help="no progress line on stderr (it is shown only when stderr is a terminal)",
-    )
+    _add_quiet_option(p, "no progress line on stderr (it is shown only when stderr is a terminal)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -502,12 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("graphs", nargs="+", metavar="GRAPH", help="graph files (YAML); columns in this order")
     p.add_argument("--source", default="synthetic", choices=SOURCES, help="only synthetic (the default)")
-    p.add_argument(
-        "--scenario",
-        default="calm",
-        metavar="NAME",
-        help="synthetic scenario: a name from `flowmm scenarios` or a YAML file (default: calm)",
-    )
+    _add_scenario_option(p)
     p.add_argument(
         "--seeds",
         default="0-19",
@@ -524,11 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder (default: runs/compare-<scenario>-<YYYYmmdd-HHMMSS>)",
     )
-    p.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        help="engine for every run (default: fused when available, else python)",
-    )
+    _add_backend_option(p)
     p.add_argument(
         "-j",
         "--jobs",
@@ -537,12 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="parallel processes (default: the number of CPUs; 1 runs in this process)",
     )
     _add_nodes_option(p)
-    p.add_argument(
-        "--no-progress",
-        "--quiet",
-        action="store_true",
-        help="no 'runs done / total' progress on stderr",
-    )
+    _add_quiet_option(p, "no 'runs done / total' progress on stderr")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(

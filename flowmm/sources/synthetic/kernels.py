@@ -655,56 +655,15 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
             if side == side_mu:
                 lq += shift
             q = max(lot, _lot_round(math.exp(lq), lot))
+            # the aggressor takes the opposite side of the book: buyers lift asks, sellers hit bids
             if side == 1:
-                ne, npl, tid = _order(
-                    1,
-                    q,
-                    asz,
-                    ann,
-                    ist[IS_ASK],
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                book_sz, book_n, side_state = asz, ann, ist[IS_ASK]
             else:
-                ne, npl, tid = _order(
-                    -1,
-                    q,
-                    bsz,
-                    bnn,
-                    ist[IS_BID],
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                book_sz, book_n, side_state = bsz, bnn, ist[IS_BID]
+            ne, npl, tid = _order(
+                side, q, book_sz, book_n, side_state, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
+                cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid,
+            )  # fmt: skip
             fst[FS_OI] += q if np.random.random() < p_open else -q
         # 3. this block's jump, rendered as a sweep through the book
         if jump != 0:
