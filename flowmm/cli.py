@@ -24,10 +24,7 @@ from flowmm.errors import Diagnostic, FlowmmError, GraphError, UsageError
 from flowmm.graph import BACKENDS
 
 SOURCES = ("events", "synthetic", "replay", "live")
-UNAVAILABLE = {
-    "replay": "replay",
-    "live": "live feed",
-}
+UNAVAILABLE = {"live": "live feed"}
 FORMATS = ("svg", "png", "dot")
 
 
@@ -216,14 +213,30 @@ def _open_source(args: argparse.Namespace):
         from flowmm.sources.synthetic import open_synthetic
 
         return open_synthetic(args.scenario, seed=args.seed, duration=args.duration)
-    if args.data is None:
+    if not args.data:
         raise UsageError(
-            "--source events needs --data FILE",
-            hint="a JSON-lines file of normalised events (see flowmm.sources.events)",
+            f"--source {args.source} needs --data",
+            hint="a JSON-lines file of normalised events (see flowmm.sources.events)"
+            if args.source == "events"
+            else "recordings, Hyperliquid archive files, hftbacktest captures or .npz, or a folder of them",
         )
+    if args.source == "replay":
+        from flowmm.sources.replay import Replay
+
+        try:
+            speed = None if args.speed == "max" else float(args.speed)
+        except ValueError:
+            raise UsageError(f"--speed takes a number or max, not {args.speed!r}") from None
+        return Replay(
+            args.data, coin=args.coin, ref_coin=args.ref_coin, spot_coin=args.spot_coin,
+            sz_decimals=args.sz_decimals, start=args.start, end=args.end, speed=speed,
+            cache=not args.no_cache,
+        )  # fmt: skip
+    if len(args.data) > 1:
+        raise UsageError("--source events reads one file", hint="merge the files, or use --source replay")
     from flowmm.sources import Events
 
-    return Events.from_file(args.data)
+    return Events.from_file(args.data[0])
 
 
 def _draw_graph(graph, out_dir: Path) -> None:
@@ -241,6 +254,8 @@ def _run_name(graph: str, args: argparse.Namespace) -> str:
     parts = [graph, args.source]
     if args.source == "synthetic":
         parts += [Path(args.scenario).stem, str(args.seed)]
+    elif args.source == "replay" and args.coin:
+        parts.append(args.coin.replace(":", "_"))
     return "-".join(parts + [time.strftime("%Y%m%d-%H%M%S")])
 
 
@@ -256,6 +271,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flowmm.execution.paper import paper_broker_for
 
     source = _open_source(args)
+    coin, data_coin = graph.plan.spec.instrument.coin, getattr(source, "coin", None)
+    if data_coin and coin != data_coin:
+        print(
+            f"warning: the graph instrument is {coin} but the data is {data_coin}: "
+            "sizes and the price grid follow the graph's instrument",
+            file=sys.stderr,
+        )
     broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
     # the paper broker runs on the reference engine until the fused loop drives it
     backend = args.backend or ("python" if broker is not None else default_backend())
@@ -271,6 +293,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
+    if "replay" in s:
+        p = s["replay"]["parse"]
+        print(
+            f"  replay of {s['replay']['coin']}: {p['frames']:,} frames, {p['malformed']:,} malformed, "
+            f"{p['late_clamped']:,} late, cache {s['replay']['cache'].split(' ')[0]}"
+        )
     if broker is not None:
         print(console_summary(s))
     _draw_graph(graph, run.out_dir)
@@ -460,18 +488,40 @@ def build_parser() -> argparse.ArgumentParser:
             Run a graph over the events of a source and write the run folder: trace.parquet
             (one row per quote cycle), interrupts.csv, summary.json and a copy of the graph.
             Sources: `synthetic` (the simulated market: --scenario NAME --seed N --duration 20m;
-            `flowmm scenarios` lists them), `events` (a JSON-lines file of normalised events,
-            --data FILE); `replay` and `live` arrive with later issues.
+            `flowmm scenarios` lists them), `replay` (recorded Hyperliquid data: flowmm
+            recordings, the public archive's l2Book and asset_ctxs files, hftbacktest captures
+            and .npz; --data FILE|DIR ..., several merged in time order), `events` (a JSON-lines
+            file of normalised events, --data FILE); `live` arrives with a later issue.
             Prints the graph's warnings, progress on stderr, then a short summary.
             """
         ),
-        epilog="example: flowmm run graphs/demo.yaml --source events --data events.jsonl --out runs/demo",
+        epilog="examples:\n"
+        "  flowmm run graphs/minimal.yaml --source synthetic --scenario trend_down --seed 3\n"
+        "  flowmm run graphs/vol_minimal.yaml --source replay --data BTC.lz4 --coin BTC --speed max",
         formatter_class=fmt,
     )
     p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
     p.add_argument("--source", required=True, choices=SOURCES, help="where events come from")
-    p.add_argument("--data", metavar="FILE", help="event file for --source events (.jsonl or .jsonl.gz)")
+    p.add_argument(
+        "--data",
+        metavar="PATH",
+        nargs="+",
+        help="files or folders for --source replay; one .jsonl for events",
+    )
     _add_scenario_option(p)
+    g = p.add_argument_group("replay")
+    g.add_argument("--coin", help="the instrument (default: the recording's, else the first coin seen)")
+    g.add_argument("--ref-coin", metavar="COIN", help="reference asset whose book gives source.ref_mid (BTC)")
+    g.add_argument("--spot-coin", metavar="COIN", help="spot market whose book gives source.spot_mid (@107)")
+    g.add_argument(
+        "--sz-decimals", type=int, metavar="N", help="size decimals when the data has no meta frame"
+    )
+    g.add_argument("--start", metavar="T", help="first event time: ISO (UTC) or ns")
+    g.add_argument("--end", metavar="T", help="last event time: ISO (UTC) or ns")
+    g.add_argument("--speed", default="max", help="1 = real time, 10 = ten times, max (default)")
+    g.add_argument(
+        "--no-cache", action="store_true", help="parse again; do not read or write the columnar cache"
+    )
     p.add_argument("--seed", type=int, default=0, help="synthetic market seed (default: 0)")
     p.add_argument(
         "--duration",

@@ -125,6 +125,8 @@ class Graph:
             "interrupts": len(engine.interrupts),
             "wall_s": round(elapsed, 3),
         }
+        if hasattr(source, "summary"):
+            summary[source.name] = source.summary()
         fills = None
         if broker is not None:
             summary["broker"] = broker.name

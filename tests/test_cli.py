@@ -311,7 +311,7 @@ def test_run_prints_graph_warnings_first(tmp_path, capsys):
     assert code == 2 and "error: output ret.ret_bps" in err
 
 
-@pytest.mark.parametrize("source, issue", [("replay", "replay"), ("live", "live feed")])
+@pytest.mark.parametrize("source, issue", [("live", "live feed")])
 def test_run_unavailable_sources(source, issue, capsys):
     code, out, err = run_cli(capsys, "run", str(DEMO), "--source", source)
     assert code == 2
@@ -319,9 +319,25 @@ def test_run_unavailable_sources(source, issue, capsys):
     assert out == ""
 
 
-def test_run_events_needs_data(capsys):
+def test_run_events_and_replay_need_data(capsys):
     code, _, err = run_cli(capsys, "run", str(DEMO), "--source", "events")
-    assert code == 2 and "--data FILE" in err
+    assert code == 2 and "--source events needs --data" in err
+    code, _, err = run_cli(capsys, "run", str(DEMO), "--source", "replay")
+    assert code == 2 and "--source replay needs --data" in err and "recordings" in err
+
+
+def test_run_replay_of_a_real_capture(shared_data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FLOWMM_CACHE_DIR", str(tmp_path / "cache"))
+    data = shared_data("hyperliquid/hftbacktest_ws_capture/btcusd_20250126.gz")
+    args = ["run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "replay", "--data", str(data)]
+    code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "r"), "--no-progress")
+    assert code == 0, err
+    assert "replay of BTC: 55 frames, 0 malformed, 0 late, cache written" in out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["source"] == "replay" and summary["replay"]["parse"]["snapshot_trades"] == 30
+    assert "graph instrument is HYPE but the data is BTC" in err
+    code, _, err = run_cli(capsys, *args, "--speed", "fast")
+    assert code == 2 and "--speed takes a number or max" in err
 
 
 def test_run_bad_event_file_is_located(tmp_path, monkeypatch, capsys):
@@ -414,7 +430,7 @@ def test_process_validate_broken_graph_no_traceback():
 
 
 def test_process_run_unavailable_source_and_bad_data(tmp_path):
-    proc = flowmm_process("run", str(DEMO), "--source", "replay")
+    proc = flowmm_process("run", str(DEMO), "--source", "live")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "not available yet" in proc.stderr

@@ -89,7 +89,7 @@ class PortType:
             return tuple(f".{i}" for i in range(size or 0))
         if self.name == "ctx":
             return tuple("." + f for f in self.fields)
-        if self.name == "ladder":  # the touch: level 0's four fields, the first row of the array
+        if self.name in ("ladder", "book"):  # the touch: level 0's fields, the first row of the array
             return tuple(f".{f}.0" for f in self.fields)
         return ()
 

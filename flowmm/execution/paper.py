@@ -273,5 +273,5 @@ def paper_broker_for(plan, source: Any = None) -> PaperBroker | None:
     seed = int(getattr(source, "seed", 0))  # the broker's draws vary with the market's seed
     if getattr(source, "fill_model", "queue") == "intensity":
         return PaperBroker(PaperParams.as2008(seed=seed))
-    tick = plan.spec.instrument.tick_size
+    tick = plan.spec.instrument.tick_size or getattr(source, "tick_size", None)
     return PaperBroker(tick_size=tick, seed=seed) if tick else PaperBroker(seed=seed)

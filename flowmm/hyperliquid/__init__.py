@@ -1,0 +1,1 @@
+"""Hyperliquid's wire formats: websocket frames and REST bodies to flowmm events."""
