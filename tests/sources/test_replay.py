@@ -216,3 +216,26 @@ def test_errors_name_the_file(tmp_path):
             "time,coin,funding,open_interest,prev_day_px,day_ntl_vlm,premium,oracle_px,mark_px,mid_px,impact_bid_px,impact_ask_px\n"
         )
         Replay(csv)
+
+
+def test_an_hftbacktest_npz_replays_like_the_capture_it_was_written_from(shared_data, tmp_path):
+    from flowmm.io.hftbacktest import write_npz
+
+    capture = Replay(shared_data(CAPTURE), cache=False)
+    path = tmp_path / "btc.npz"
+    write_npz(capture.table, path)
+    back = Replay(path, coin="BTC")
+    assert back.formats[str(path)] == "hftbacktest_npz" and back.cache_state.startswith("written")
+    graph = _graph(tmp_path, BOOK_PROBE)
+    a, b = graph.run(capture).trace, graph.run(back).trace
+    for col in (
+        "t",
+        "source.book.bid_px.0",
+        "source.book.bid_sz.0",
+        "source.book.ask_px.0",
+        "source.book.ask_sz.0",
+    ):
+        np.testing.assert_array_equal(a[col].to_numpy(), b[col].to_numpy())
+    assert (back.table.kind == E.TRADE).sum() == (capture.table.kind == E.TRADE).sum()
+    with pytest.raises(SourceError, match="on its own"):
+        Replay([path, shared_data(CAPTURE)])
