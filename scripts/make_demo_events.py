@@ -22,9 +22,10 @@ Events are sorted stably by time, so same-timestamp events keep their receive or
 trades stay together, in one engine batch). The receive time is not written: event time is the
 exchange's.
 
-This is a stop-gap for the demo only, with no error recovery: the real Hyperliquid parsers
-(recordings, malformed frames counted and reported, ``activeAssetCtx``/``bbo``/``allMids``) come
-with the replay source in a later issue.
+It made the demo's event file before the replay source existed and is kept so the file can be
+rebuilt as it was. To run a graph on the capture itself, use the replay source, which parses it
+with the Hyperliquid parser (malformed frames counted, the recent-trades batch on subscribing
+left out): ``flowmm run GRAPH --source replay --data .../btcusd_20250126.gz``.
 
 Usage: ``python scripts/make_demo_events.py [--input FILE] [--output FILE]``
 """
