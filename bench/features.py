@@ -222,7 +222,8 @@ class Case:
         i = 3 + len(self.node.init_state())
         for name, decl in self.node.inputs.items():
             if name == port:
-                return tuple(np.shape(self.example[i]))
+                shape = tuple(np.shape(self.example[i]))
+                return shape[1:] if decl.variadic else shape  # one source; __init__ stacks them
             i += 4 if PORT_TYPES[decl.type].batch else 2
         raise KeyError(port)
 
