@@ -293,6 +293,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
+    for stream, readers in s.get("missing_streams", {}).items():
+        print(f"  {stream}: not in this source; silent in {', '.join(readers)}")
     if "replay" in s:
         p = s["replay"]["parse"]
         print(

@@ -49,10 +49,11 @@ class Run:
 class Graph:
     """A loaded, validated graph. Use ``flowmm.load_graph``."""
 
-    def __init__(self, plan: Plan, origin: str | dict, node_dirs: list):
+    def __init__(self, plan: Plan, origin: str | dict, node_dirs: list, strict: bool = False):
         self.plan = plan
         self._origin = origin
         self._node_dirs = node_dirs
+        self._strict = strict
 
     @property
     def name(self) -> str:
@@ -66,9 +67,13 @@ class Graph:
     def warnings(self) -> list[Diagnostic]:
         return self.plan.warnings
 
-    def check_source(self, provides: set[str]) -> None:
-        """Re-validate against what a source provides (a stream it lacks is a located error)."""
-        load_plan(self._origin, node_dirs=self._node_dirs, provides=provides)
+    def check_source(self, provides: set[str]) -> dict[str, list[str]]:
+        """Re-validate against what a source provides. A stream it lacks never ticks: the inputs
+        reading it stay silent, and the result maps each such stream to the nodes reading it
+        (a graph loaded with ``strict=True`` raises a located error instead)."""
+        return load_plan(
+            self._origin, node_dirs=self._node_dirs, provides=provides, strict=self._strict
+        ).missing_streams
 
     def run(
         self,
@@ -84,7 +89,7 @@ class Graph:
         ``backend``: ``"python"`` (the reference interpreter) or ``"fused"`` (one numba
         function generated from the plan; same trace, much faster)."""
         provides = source.provides() | (broker.provides() if broker is not None else set())
-        self.check_source(provides)
+        missing = self.check_source(provides)
         started = time.perf_counter()
         if backend == "python":
             from flowmm.core.engine import Interpreter
@@ -125,6 +130,8 @@ class Graph:
             "interrupts": len(engine.interrupts),
             "wall_s": round(elapsed, 3),
         }
+        if missing:
+            summary["missing_streams"] = missing
         if hasattr(source, "summary"):
             summary[source.name] = source.summary()
         fills = None
@@ -207,7 +214,7 @@ def load_graph(
     """Load and validate a graph file (or an equivalent dict); raises ``GraphError``."""
     node_dirs = list(node_dirs)
     plan = load_plan(path_or_dict, node_dirs=node_dirs, strict=strict)
-    return Graph(plan, path_or_dict, node_dirs)
+    return Graph(plan, path_or_dict, node_dirs, strict)
 
 
 __all__ = ["Graph", "GraphError", "Run", "load_graph", "EventTable", "np"]

@@ -363,13 +363,17 @@ def test_run_missing_event_file(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_run_source_lacking_a_stream_is_a_located_graph_error(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # a run that wrongly went ahead would write runs/ here
+def test_run_source_lacking_a_stream_stays_silent_and_strict_makes_it_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
     trades_only = [e for e in demo_events(3) if e["kind"] == "trade"]
     data = write_jsonl(tmp_path / "trades.jsonl", trades_only)
-    code, _, err = run_cli(
-        capsys, "run", str(DEMO), "--source", "events", "--data", str(data), "--backend", "python"
-    )
+    args = ["run", str(DEMO), "--source", "events", "--data", str(data), "--backend", "python"]
+    code, out, err = run_cli(capsys, *args, "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert "source.mid: not in this source; silent in " in out
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert "ret" in summary["missing_streams"]["source.mid"]
+    code, _, err = run_cli(capsys, *args, "--strict")  # a strict run refuses, at the user's line
     assert code == 2
     assert f"{DEMO}:12:17 [ret.price]: error: input 'price': stream source.mid is not provided" in err
 
