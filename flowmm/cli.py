@@ -266,7 +266,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.source in UNAVAILABLE:  # before any work: say so at once
         _open_source(args)
     _load_node_dirs(args.nodes)
-    graph = load_graph(Path(args.graph), node_dirs=args.nodes, strict=args.strict)
+    graph = load_graph(
+        Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms
+    )
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
 
@@ -538,6 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_option(p)
     _add_nodes_option(p)
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
+    p.add_argument(
+        "--quote-every-ms",
+        type=int,
+        metavar="MS",
+        help="replace the graph's clock: a quote cycle every MS ms of event time (e.g. 1000 for a 6-s graph)",
+    )
     _add_quiet_option(p, "no progress line on stderr (it is shown only when stderr is a terminal)")
     p.set_defaults(func=cmd_run)
 

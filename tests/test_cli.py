@@ -526,3 +526,13 @@ def test_run_folder_name_says_what_ran(tmp_path, monkeypatch, capsys):
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("demo-synthetic-calm-4-")
     assert len(run.name) == len("demo-synthetic-calm-4-YYYYmmdd-HHMMSS")
+
+
+def test_run_quote_clock_flag_replaces_the_graphs_clock(tmp_path, capsys):
+    args = ["run", str(ROOT / "graphs" / "vol_minimal.yaml"), "--source", "synthetic", "--scenario", "calm"]
+    args += ["--duration", "60s", "--backend", "python", "--no-progress"]
+    code, out, err = run_cli(capsys, *args, "--quote-every-ms", "250", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "a" / "summary.json").read_text())["cycles"] == 241  # 0, 0.25, ..., 60 s
+    code, _, err = run_cli(capsys, *args, "--quote-every-ms", "0")
+    assert code == 2 and "vol_minimal.yaml:7:25: error: clock.quote_every_ms" in err
