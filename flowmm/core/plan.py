@@ -507,17 +507,27 @@ class _Builder:
                     if isinstance(r, str):
                         consumed.add(r)
         for name, node in instances.items():
+            unused = spec.nodes[name].unused
+            for i, port in enumerate(unused):
+                if port not in node.outputs:
+                    self.err(
+                        f"unused: {name} has no output {port!r}",
+                        ("nodes", name, "unused", i),
+                        name,
+                        hint=f"{spec.nodes[name].type} outputs: {', '.join(node.outputs)}",
+                    )
             for port in node.outputs:
                 addr = f"{name}.{port}"
                 pid = port_ids[addr]
-                if addr in consumed or pid in traced or pid in (ladder_port, cancel_port):
+                if addr in consumed or pid in traced or pid in (ladder_port, cancel_port) or port in unused:
                     continue
                 self.warn(
                     f"output {addr} is neither consumed nor traced",
                     ("nodes", name),
                     name,
                     port,
-                    hint="wire it, add it to trace:, or remove the node (--strict makes this an error)",
+                    hint="wire it, trace it, list it in the node's unused:, or remove the node "
+                    "(--strict makes this an error)",
                 )
 
     def _plan(self, spec, instances, ports, port_ids, graph, wiring, trace, ladder_port, cancel_port) -> Plan:

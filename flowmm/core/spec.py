@@ -70,6 +70,7 @@ class NodeSpec(Strict):
     trigger: Literal["event", "cycle"] | None = None
     diagnostic: bool = False  # may read source.truth (synthetic ground truth)
     doc: str | None = None
+    unused: list[str] = Field(default_factory=list)  # outputs the graph ignores on purpose (no warning)
 
 
 class GraphSpec(Strict):

@@ -377,3 +377,18 @@ def test_errors_of_a_graph_are_flowmm_errors_with_exit_code_2():
     with pytest.raises(FlowmmError) as info:
         load_plan(BROKEN / "cycle.yaml")
     assert info.value.exit_code == 2
+
+
+def test_unused_outputs_are_acknowledged_and_checked():
+    spec = {
+        "name": "u",
+        "clock": {"on_book": True},
+        "trace": ["ret.ret_bps"],
+        "nodes": {"ret": {"type": "features.mid_return", "in": {"price": "source.mid"}}},
+    }
+    assert any("ret.rate_bps_s" in d.message for d in load_plan(spec).warnings)
+    spec["nodes"]["ret"]["unused"] = ["rate_bps_s"]
+    assert load_plan(spec, strict=True).warnings == []
+    spec["nodes"]["ret"]["unused"] = ["rate"]
+    with pytest.raises(GraphError, match="unused: ret has no output 'rate'"):
+        load_plan(spec)
