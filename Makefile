@@ -1,6 +1,6 @@
 # flowmm: every target sets itself up on a fresh clone (virtualenv in .venv, Graphviz if we can).
-#   make demo   validate, render and run graphs/demo.yaml on real BTC events, and
-#               graphs/minimal.yaml on the synthetic market with paper execution -> out/
+#   make demo   validate, render and run graphs/rfc_unified.yaml on the synthetic market with
+#               paper execution, and graphs/demo.yaml on real BTC events -> out/
 #   make test   the test suite (pytest)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,17 +12,17 @@ VENV := .venv
 PY := $(VENV)/bin/python
 FLOWMM := $(VENV)/bin/flowmm
 STAMP := $(VENV)/.installed
+MAIN_GRAPH := graphs/rfc_unified.yaml
 DEMO_GRAPH := graphs/demo.yaml
 DEMO_EVENTS := flowmm/examples/btc_20250126_events.jsonl
-QUOTE_GRAPH := graphs/minimal.yaml
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
 .PHONY: help setup graphviz demo test lint bench clean distclean
 
 help:
-	@echo "make demo       validate + render + run $(DEMO_GRAPH) on real BTC events, and"
-	@echo "                $(QUOTE_GRAPH) on the synthetic market with paper execution (writes out/)"
+	@echo "make demo       validate + render $(MAIN_GRAPH) and run it on the synthetic market with"
+	@echo "                paper execution; run $(DEMO_GRAPH) on real BTC events (writes out/)"
 	@echo "make test       run the test suite"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      run the benchmark scripts in bench/"
@@ -58,20 +58,20 @@ graphviz:
 # -- the main job ------------------------------------------------------------------------
 demo: setup
 	@mkdir -p out
-	@echo "== flowmm validate $(DEMO_GRAPH)"
-	$(FLOWMM) validate $(DEMO_GRAPH)
+	@echo "== flowmm validate --strict $(MAIN_GRAPH)"
+	$(FLOWMM) validate --strict $(MAIN_GRAPH)
 	@if command -v dot >/dev/null 2>&1; then \
-		echo "== flowmm render $(DEMO_GRAPH) -> out/demo.svg"; \
-		$(FLOWMM) render $(DEMO_GRAPH) -o out/demo.svg; \
+		echo "== flowmm render $(MAIN_GRAPH) -> out/rfc_unified.svg"; \
+		$(FLOWMM) render $(MAIN_GRAPH) -o out/rfc_unified.svg; \
 	else \
-		echo "== flowmm render $(DEMO_GRAPH) --format dot -> out/demo.dot (no Graphviz: no picture)"; \
-		$(FLOWMM) render $(DEMO_GRAPH) -o out/demo.dot --format dot; \
+		echo "== flowmm render $(MAIN_GRAPH) --format dot -> out/rfc_unified.dot (no Graphviz: no picture)"; \
+		$(FLOWMM) render $(MAIN_GRAPH) -o out/rfc_unified.dot --format dot; \
 	fi
-	@echo "== flowmm run $(DEMO_GRAPH) on $(DEMO_EVENTS) -> out/demo-run/"
+	@echo "== flowmm run $(MAIN_GRAPH) on the synthetic trend_down (20 min), paper execution -> out/rfc-run/"
+	$(FLOWMM) run $(MAIN_GRAPH) --source synthetic --scenario trend_down --seed 0 --out out/rfc-run --no-progress
+	@echo "== flowmm run $(DEMO_GRAPH) on real BTC events ($(DEMO_EVENTS)) -> out/demo-run/"
 	$(FLOWMM) run $(DEMO_GRAPH) --source events --data $(DEMO_EVENTS) --out out/demo-run --no-progress
-	@echo "== flowmm run $(QUOTE_GRAPH) on the synthetic trend_down (20 min), paper execution -> out/quote-run/"
-	$(FLOWMM) run $(QUOTE_GRAPH) --source synthetic --scenario trend_down --seed 0 --out out/quote-run --no-progress
-	@echo "== done: $$([ -e out/demo.svg ] && echo out/demo.svg || echo out/demo.dot), out/demo-run/, out/quote-run/ (report.html, fills.parquet, plots/)"
+	@echo "== done: $$([ -e out/rfc_unified.svg ] && echo out/rfc_unified.svg || echo out/rfc_unified.dot), out/rfc-run/ (report.html, trace.parquet, fills.parquet, plots/), out/demo-run/"
 
 # -- checks ------------------------------------------------------------------------------
 test: setup
