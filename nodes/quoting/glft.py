@@ -15,7 +15,8 @@ SKEWS = ("none", "inventory", "inventory_drift")
 # packed params (Params field order; skew packed as its index in SKEWS, None as NaN)
 (
     P_SKEW, P_SIZE, P_XI, P_GAMMA0, P_SIGMA0, P_SIGMA_MIN, P_K0, P_A0, P_MU0, P_DRIFT_CAP, P_MIN_DEPTH,
-) = range(11)  # fmt: skip
+    P_FEE,
+) = range(12)  # fmt: skip
 ALL_OUTPUTS = (1 << 12) - 1
 
 
@@ -91,8 +92,9 @@ def glft_kernel(
 
     ob = glft_omega(g, s, ab, kb, size, xi_size)
     oa = glft_omega(g, s, aa, ka, size, xi_size)
-    hb = glft_half(kb, xi_size)
-    ha = glft_half(ka, xi_size)
+    fee = params[P_FEE]
+    hb = glft_half(kb, xi_size) + fee  # a fill earns depth - fee: the optimum shifts by the fee
+    ha = glft_half(ka, xi_size) + fee
     sb = 0.0
     sa = 0.0
     db = 0.0
@@ -163,6 +165,11 @@ class Glft(Node):
     * ``inventory_drift`` - also the drift term -omega mu/(gamma sigma^2) on the bid (+ on the
       ask). It grows like mu/sigma and without bound as gamma sigma^2 -> 0, so it is clipped to
       +-max_drift_skew_bps (continuous) and sigma is floored at sigma_floor.
+    ``fee_bps``: the maker fee per fill. A fill at depth delta earns delta - fee, so in the
+    GLFT control problem the fee only shifts the optimal depth: c1 + fee (Gueant 2017, with the
+    proportional cost; a rebate is a negative fee). Without it a GLFT with k ~ 1.5/bps quotes
+    ~0.7 bps from the mid and pays 1.5 bps per fill on Hyperliquid's base maker tier.
+
     Do not combine a skew mode with a reservation whose inventory/drift terms are on: both
     would skew for the same risk.
 
@@ -172,7 +179,7 @@ class Glft(Node):
     so bid price = mid (1 - bid_depth_mid 1e-4)). A positive depth is away from the mid; a
     negative ask depth_mid means the ask sits below the mid (the ladder keeps post-only). If
     ``min_depth_bps`` is set, the from-mid depths are floored there (e.g. at the fee) and the
-    center depths follow. ``half_*`` = c1 (+ omega Delta/2 in the skew modes), ``skew_*`` the
+    center depths follow. ``half_*`` = c1 + fee (+ omega Delta/2 in the skew modes), ``skew_*`` the
     total skew added to that side's depth, ``drift_skew_*`` its drift part, ``omega_*``.
 
     Note on the seed: Component 4 says a higher gamma widens "(1/gamma) ln(1 + gamma/kappa)";
@@ -203,6 +210,9 @@ class Glft(Node):
         min_depth_bps: float | None = Field(
             None, description="floor of the depths from the mid, bps (e.g. the fee); None = no floor"
         )
+        fee_bps: float = Field(
+            0.0, ge=-5, le=50, description="maker fee added to c1, bps (HL base tier 1.5; rebate < 0)"
+        )
 
     inputs = {
         "q": In("f64", optional=True, doc="signed position, contracts (exec.position)"),
@@ -222,8 +232,8 @@ class Glft(Node):
         "ask_depth": Out("f64", doc="ask distance above the center, bps"),
         "bid_depth_mid": Out("f64", doc="bid distance below the mid, bps"),
         "ask_depth_mid": Out("f64", doc="ask distance above the mid, bps"),
-        "half_bid": Out("f64", doc="c1_bid (+ omega_bid Delta/2 in skew modes), bps"),
-        "half_ask": Out("f64", doc="c1_ask (+ omega_ask Delta/2 in skew modes), bps"),
+        "half_bid": Out("f64", doc="c1_bid + fee (+ omega_bid Delta/2 in skew modes), bps"),
+        "half_ask": Out("f64", doc="c1_ask + fee (+ omega_ask Delta/2 in skew modes), bps"),
         "skew_bid": Out("f64", doc="skew added to the bid depth, bps"),
         "skew_ask": Out("f64", doc="skew added to the ask depth, bps"),
         "drift_skew_bid": Out("f64", doc="drift part of skew_bid, bps"),

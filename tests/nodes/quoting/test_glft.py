@@ -124,6 +124,19 @@ def test_floor_on_the_depth_from_mid():
     assert out["bid_depth_mid"] == pytest.approx(c1(0.01, 1.0, 0.8) + 20.0)
 
 
+def test_the_maker_fee_shifts_both_depths_by_itself():
+    """A fill at depth d earns d - fee: the fee adds to c1 and nothing else moves (skew, omega)."""
+    for skew in ("none", "inventory", "inventory_drift"):
+        base = run({"skew": skew}, q=2.0, gamma=0.01, mu_hat=-0.05, r_bps=-1.0, **MARKET)
+        fee = run({"skew": skew, "fee_bps": 1.5}, q=2.0, gamma=0.01, mu_hat=-0.05, r_bps=-1.0, **MARKET)
+        for port in ("bid_depth", "ask_depth", "bid_depth_mid", "ask_depth_mid", "half_bid", "half_ask"):
+            assert fee[port] == pytest.approx(base[port] + 1.5, rel=1e-12), (skew, port)
+        for port in ("skew_bid", "skew_ask", "omega_bid", "omega_ask"):
+            assert fee[port] == base[port]
+    rebate = run({"skew": "none", "fee_bps": -0.2}, gamma=0.01, **MARKET)
+    assert rebate["half_bid"] == pytest.approx(c1(0.01, 1.0, 0.8) - 0.2)
+
+
 def _sweep(params, n, q_max=8.57, **inputs):
     h = NodeHarness("quoting.glft", params)
     rows = []
