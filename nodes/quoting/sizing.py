@@ -13,7 +13,7 @@ from flowmm.core.node import In, Node, NodeParams, Out
 from flowmm.core.ports import LADDER_LEVELS
 
 MODES = ("rfc", "posterior")
-GAMMA_AT = ("post_fill", "current")
+GAMMA_AT = ("post_fill", "current", "inventory")
 # packed params (Params field order; the two Literal params packed as their index)
 (
     P_MODE, P_LEVELS, P_GAMMA_AT, P_GAMMA, P_BETA, P_QMAX, P_TAU, P_SIGMA0, P_SIGMA_MIN, P_MAX_LEVEL,
@@ -95,6 +95,29 @@ def optimal_size(e, q, side, c, b, cap, post_fill):
 
 
 @njit(cache=True)
+def target_inventory(y, b):
+    """The u with h'(u) = 2u + 4 b u^3 = y (h(u) = u^2 (1 + b u^2)). h' is strictly increasing,
+    so the depressed cubic has one real root; its hyperbolic form, u = (2/sqrt(6b)) sinh(asinh(
+    0.75 y sqrt(6b)) / 3), stays exact as b -> 0 (u -> y/2) where Cardano's cancels."""
+    if b <= 0.0:
+        return 0.5 * y
+    w = math.sqrt(6.0 * b)
+    return 2.0 / w * math.sinh(math.asinh(0.75 * y * w) / 3.0)
+
+
+@njit(cache=True)
+def inventory_size(e, q, side, c, b, cap):
+    """argmax over s in [0, cap] of s E - c [h(q + side s) - h(q)]: concave (h convex), its
+    maximum where the post-fill inventory reaches the target u* with h'(u*) = side E / c."""
+    if not (e == e) or not (cap > 0.0):
+        return 0.0
+    if not (c > 0.0):
+        return cap if e > 0.0 else 0.0
+    u = target_inventory(side * e / c, b)
+    return min(max(side * (u - q), 0.0), cap)
+
+
+@njit(cache=True)
 def _level(v, i):
     return v[i] if i < v.shape[0] else np.nan
 
@@ -132,6 +155,7 @@ def sizing_kernel(
         c = params[P_GAMMA] * sig * sig * params[P_TAU]
         b = params[P_BETA] / (q_max * q_max)
         post = params[P_GAMMA_AT] < 0.5
+        whole = params[P_GAMMA_AT] > 1.5
         for side_i in range(2):
             side = 1.0 if side_i == 0 else -1.0
             qi = q
@@ -140,7 +164,10 @@ def sizing_kernel(
                 s = 0.0
                 if i < n:
                     cap = min(max(q_max - side * qi, 0.0), max_level)
-                    s = optimal_size(e, qi, side, c, b, cap, post)
+                    if whole:
+                        s = inventory_size(e, qi, side, c, b, cap)
+                    else:
+                        s = optimal_size(e, qi, side, c, b, cap, post)
                     qi += side * s
                 if side_i == 0:
                     bid_sizes[i] = s
@@ -215,7 +242,8 @@ class Sizing(Node):
         q_i = q + side (s_0 + ... + s_{i-1})                     (inventory once the levels before filled)
         cap_i = min(max(q_max - side q_i, 0), max_level_size)    (headroom to +-q_max)
 
-    and s_i = 0 where E_i <= 0 or NaN (E_i = quoting.epnl E[PnL] of level i, bps per contract;
+    and s_i = 0 where E_i <= 0 or NaN (but see `inventory` below; E_i = quoting.epnl E[PnL] of
+    level i, bps per contract;
     gamma_base in 1/(bps contract) with sigma in bps/sqrt(s) and tau in s, so gamma sigma^2 tau is
     bps per contract and the objective is bps x contracts). Levels are sized in order from the
     touch, each at the inventory the shallower ones would leave (a deeper level fills only after
@@ -232,7 +260,21 @@ class Sizing(Node):
     ~0.79 |q| (the reducing fill lowers gamma), and the global maximum jumps between two local
     maxima: with gamma_base 0.002, sigma 1, tau 60 and E ~ 0.8 bps the unwinding ask size jumps by
     ~2.8 contracts near q = 0.75 q_max (tests/nodes/quoting/test_sizing.py shows it). That is why
-    it is not the default: the RFC's "no discontinuities" wins over the literal formula. With
+    it is not the default: the RFC's "no discontinuities" wins over the literal formula.
+
+    `gamma_at: inventory` reads the seed's words, "marginal risk of adding s to inventory q", as
+    the change in the whole inventory's risk rather than a cost on s alone:
+
+        s_i = argmax  s E_i - c [h(q_i + side s) - h(q_i)],   h(x) = x^2 (1 + b x^2)
+
+    (c, b as above; at q_i = 0 it is the seed's gamma(s) sigma^2 tau s^2). h is convex, so the
+    objective is concave and s* is continuous in (E, q): the post-fill inventory goes to the
+    target u* solving h'(u*) = 2u* + 4 b u*^3 = side E / c (one real root, in closed form), s* =
+    clip(side (u* - q_i), 0, cap). The difference that matters: a side that reduces the
+    inventory is worth its risk reduction, so it keeps quoting while E <= 0 as long as E >
+    -c h'(|q|) (mean-variance's reservation logic, in sizes). With the literal forms a long
+    whose reservation price has dropped below the mid sees E[ask] <= 0, quotes no ask and stays
+    stuck at q_max. E NaN still means no level. With
     sigma (after sigma_floor) or gamma zero there is no risk cost and a level with E > 0 takes its
     whole cap.
 
@@ -270,8 +312,9 @@ class Sizing(Node):
             "rfc", description="rfc: argmax of s E - risk; posterior: seed 004"
         )
         levels: int = Field(6, ge=1, le=LADDER_LEVELS, description="levels per side (vec output size)")
-        gamma_at: Literal["post_fill", "current"] = Field(
-            "current", description="rfc: gamma at q + side s (seed) or at q (closed form)"
+        gamma_at: Literal["post_fill", "current", "inventory"] = Field(
+            "current",
+            description="rfc: gamma at q + side s (seed), at q (closed form), or the inventory's risk change",
         )
         gamma_base: float = Field(
             0.002, ge=0, description="gamma_base, 1/(bps contract) (match quoting.gamma_q)"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flowmm.nodes.quoting.sizing import Sizing, optimal_size, sizing_kernel
+from flowmm.nodes.quoting.sizing import Sizing, inventory_size, optimal_size, sizing_kernel, target_inventory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit
@@ -72,6 +72,55 @@ def test_post_fill_side_aware_hand():
     assert e == pytest.approx(2 * c * sb * (1 + b * (q + sb) * (q + 2 * sb)), rel=1e-9)
 
 
+@settings(max_examples=80, deadline=None)
+@given(y=st.floats(-500.0, 500.0), beta=st.floats(0.0, 8.0))
+def test_target_inventory_is_the_real_root_of_the_marginal(y, beta):
+    b = beta / Q**2
+    u = target_inventory(y, b)
+    assert 2 * u + 4 * b * u**3 == pytest.approx(y, rel=1e-9, abs=1e-9)
+    # numpy's companion matrix is ill-conditioned for a vanishing leading coefficient
+    real = [r.real for r in np.roots([4 * b, 0.0, 2.0, -y]) if abs(r.imag) < 1e-7] if b > 1e-9 else [y / 2]
+    assert u == pytest.approx(max(real), rel=1e-7, abs=1e-9)  # the only real root
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    e=st.floats(-20.0, 20.0), q=st.floats(-Q, Q), side=st.sampled_from([1.0, -1.0]),
+    c=st.floats(0.01, 2.0), beta=st.floats(0.0, 8.0),
+)  # fmt: skip
+def test_inventory_risk_size_is_the_argmax(e, q, side, c, beta):
+    """s E - c [h(q + side s) - h(q)], h(x) = x^2 (1 + b x^2): brute force on a grid."""
+    b = beta / Q**2
+    cap = max(Q - side * q, 0.0)
+    s = inventory_size(e, q, side, c, b, cap)
+    grid = np.linspace(0, cap, 200_001)
+
+    def f(x):
+        u = q + side * x
+        return x * e - c * (u * u * (1 + b * u * u) - q * q * (1 + b * q * q))
+
+    assert f(s) >= f(grid).max() - 1e-9 * max(1.0, abs(f(grid).max()))
+    assert 0.0 <= s <= cap + 1e-12
+
+
+def test_inventory_risk_keeps_the_reducing_side_quoting():
+    """Long 6 with E[PnL] of the ask negative (its price under the mid): the literal forms quote
+    nothing and the position is stranded; the inventory form sells down toward its target."""
+    e_bid = np.array([-2.0, -3.0, -4.0])
+    e_ask = np.array([-0.5, -1.0, -1.5])
+    literal = _rfc({"gamma_at": "current"}, bid_epnl=e_bid, ask_epnl=e_ask, q=6.0, sigma=1.0)
+    assert literal["ask_total"] == 0.0 and literal["bid_total"] == 0.0
+    out = _rfc({"gamma_at": "inventory"}, bid_epnl=e_bid, ask_epnl=e_ask, q=6.0, sigma=1.0)
+    assert out["bid_total"] == 0.0
+    c, b = 0.002 * 60.0, 4.0 / Q**2  # defaults: gamma_base 0.002, tau 60 s, beta 4, sigma 1
+    u0 = target_inventory(0.5 / c, b)  # h'(u) = side E / c with side -1, E -0.5
+    assert out["ask_sizes"][0] == pytest.approx(6.0 - u0)
+    u1 = target_inventory(1.0 / c, b)
+    assert out["ask_sizes"][1] == pytest.approx(max(u0 - u1, 0.0), abs=1e-12)
+    flat = _rfc({"gamma_at": "inventory"}, bid_epnl=e_bid, ask_epnl=e_ask, q=0.0, sigma=1.0)
+    assert flat["ask_total"] == 0.0 and flat["bid_total"] == 0.0  # flat: nothing to reduce, E < 0
+
+
 def test_edge_cases():
     assert optimal_size(-1.0, 0.0, 1.0, 0.1, 0.05, 5.0, True) == 0.0
     assert optimal_size(np.nan, 0.0, 1.0, 0.1, 0.05, 5.0, True) == 0.0
@@ -113,9 +162,12 @@ def test_post_fill_jumps_where_documented():
     assert _sweep_max_jump({"gamma_at": "post_fill", "beta": 2.0}) < 0.01  # beta (q/q_max)^2 <= 2
 
 
-def test_q_sweep_continuous_rfc():
-    """Sizes continuous in q from -q_max to q_max (default gamma_at current, realistic E)."""
-    h = NodeHarness("quoting.sizing", {"levels": 6}, sizes={"bid_epnl": 6, "ask_epnl": 6})
+@pytest.mark.parametrize("gamma_at", ["current", "inventory"])
+def test_q_sweep_continuous_rfc(gamma_at):
+    """Sizes continuous in q from -q_max to q_max (gamma_at current / inventory, realistic E)."""
+    h = NodeHarness(
+        "quoting.sizing", {"levels": 6, "gamma_at": gamma_at}, sizes={"bid_epnl": 6, "ask_epnl": 6}
+    )
     e = np.array([0.8, 0.5, 0.3, 0.2, 0.1, 0.05])
     prev = None
     for k, q in enumerate(np.linspace(-Q, Q, 4001)):
