@@ -3,6 +3,7 @@ strictly, render, run end to end on the synthetic market and on the real BTC arc
 rfc_unified's quotes are continuous in the position while the legacy zones jump; the legacy
 graph shows the incident's mechanics on trend_down."""
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -99,18 +100,23 @@ def test_rfc_quotes_are_continuous_in_q_and_legacy_zones_jump():
     assert 0.01 < dq < 0.03
     # before rounding: Lipschitz in q, every step a bounded multiple of the q step (the steepest
     # slope, dr/dq = gamma sigma^2 tau (1 + 3 beta u^2), is ~2 bps per contract at q_max here)
-    for col in ("res.r_bps", "glft.bid_depth", "glft.ask_depth"):
-        assert _jumps(rfc[col]).max() <= 4.0 * dq, col
-    for col in sizes:
-        assert _jumps(rfc[col]).max() <= 4.0 * dq, col
+    lip = 4.0 * dq
+    for col in ("res.r_bps", "glft.bid_depth", "glft.ask_depth", *sizes):
+        assert _jumps(rfc[col]).max() <= lip, col
     assert np.ptp(rfc["res.r_bps"]) > 0.1  # the inventory term did move the quotes
-    # after rounding: one tick, and max(lot, $10/price), at most
+    # after rounding: prices move one tick at most; a resting size moves by its change before
+    # rounding (<= lip) plus one lot; an order appears or disappears only at Hyperliquid's minimum,
+    # $10 on the lot grid (0.36 here), plus that change
+    min_order = math.ceil(10.0 / MID / LOT - 1e-9) * LOT
     for side in ("bid", "ask"):
         px, sz = rfc[f"ladder.ladder.{side}_px.0"], rfc[f"ladder.ladder.{side}_sz.0"]
         both = np.isfinite(px[1:]) & np.isfinite(px[:-1])
         assert (np.abs(np.diff(px))[both] <= TICK + 1e-9).all(), side
         size = np.where(np.isfinite(px), sz, 0.0)
-        assert np.abs(np.diff(size)).max() <= max(LOT, 10.0 / MID) + 1e-9, side
+        step = np.abs(np.diff(size))
+        assert step[both].max(initial=0.0) <= LOT + lip + 1e-9, side
+        assert step[~both].max(initial=0.0) <= min_order + LOT + lip + 1e-9, side
+        assert (size[size > 0] >= min_order - 1e-9).all(), side
 
     legacy = _q_sweep("legacy", [])
     zone = legacy["quote.zone"]
