@@ -35,7 +35,9 @@ from flowmm.errors import FlowmmError, UsageError
 from flowmm.graph import BACKENDS
 
 # Substrings of a metric name for which a larger value is worse: worst = max. Everything else: min.
-LARGER_IS_WORSE: tuple[str, ...] = ("max_abs_q", "max_q", "as_bps", "drawdown", "fees", "interrupts")
+LARGER_IS_WORSE: tuple[str, ...] = (
+    "max_abs_q", "max_q", "max_long", "max_short", "q_var", "as_bps", "drawdown", "fees", "interrupts",
+)  # fmt: skip
 # Summary keys that measure the machine, not the graph: never compared.
 WALL_CLOCK: tuple[str, ...] = ("wall_s", "wall_", "_wall", "elapsed", "events_per_s")
 CSV_COLUMNS = ("graph", "metric", "median", "worst", "worst_is", "seeds")

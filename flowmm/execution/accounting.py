@@ -190,8 +190,11 @@ Q_REL_EPS = 1e-9  # |q| below this fraction of the traded size is float noise: f
     A_MK_SEQ,
     A_MK_PUSHED,
     A_MK_DROPPED,
-) = range(36)
-A_COUNT = 36
+    A_MAX_LONG,
+    A_MAX_SHORT,
+    A_TW_Q2,
+) = range(39)
+A_COUNT = 39
 # clock columns
 T_START, T_LAST, T_NEXT_FUNDING, T_NEXT_MARKOUT = range(4)
 T_COUNT = 4
@@ -303,6 +306,7 @@ def _accrue(now, acct, clock):
         acct[A_T_SHORT_S] += dt
     acct[A_TW_ABS_Q] += abs(q) * dt
     acct[A_TW_Q] += q * dt
+    acct[A_TW_Q2] += q * q * dt
     b = acct[A_QUOTE_BID]
     a = acct[A_QUOTE_ASK]
     if b == b and a == a:  # quoting state known
@@ -384,6 +388,10 @@ def on_fill(now, px, sz, side, fee, maker, acct, clock):
     acct[A_Q] = q_new
     if abs(q_new) > acct[A_MAX_ABS_Q]:
         acct[A_MAX_ABS_Q] = abs(q_new)
+    if q_new > acct[A_MAX_LONG]:
+        acct[A_MAX_LONG] = q_new
+    if -q_new > acct[A_MAX_SHORT]:
+        acct[A_MAX_SHORT] = -q_new
     if acct[A_MARK_PX] != acct[A_MARK_PX]:  # no mid yet: mark at the fill price
         acct[A_MARK_PX] = px
     _remark(acct)
@@ -646,6 +654,8 @@ def summary(state: AccountingState) -> dict[str, Any]:
         "notional_sold": float(a[A_NOTIONAL_SOLD]),
         "final_q": float(a[A_Q]),
         "max_abs_q": float(a[A_MAX_ABS_Q]),
+        "max_long": float(a[A_MAX_LONG]),
+        "max_short": float(a[A_MAX_SHORT]),
         "avg_entry_px": float(a[A_AVG_PX]),
         "mark_px": _num(a[A_MARK_PX]),
         "realised_pnl": float(a[A_REALISED]),
@@ -664,6 +674,9 @@ def summary(state: AccountingState) -> dict[str, Any]:
         "time_in_position_s": t_long + t_short,
         "mean_abs_q": float(a[A_TW_ABS_Q]) / duration if duration > 0 else None,
         "mean_q": float(a[A_TW_Q]) / duration if duration > 0 else None,
+        "q_var": _num(max(a[A_TW_Q2] / duration - (a[A_TW_Q] / duration) ** 2, 0.0))
+        if duration > 0
+        else None,
         "time_quoted_s": float(a[A_T_QUOTED_S]),
         "time_one_sided_s": float(a[A_T_ONE_SIDED_S]),
         "time_no_quotes_s": float(a[A_T_NO_QUOTES_S]),

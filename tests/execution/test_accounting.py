@@ -124,6 +124,7 @@ def test_open_add_partial_close_flip_close_by_hand():
     assert summ["notional_bought"] == pytest.approx(200 + 103 + 196)
     assert summ["notional_sold"] == pytest.approx(104 + 396)
     assert summ["max_abs_q"] == 3.0 and summ["final_q"] == 0.0
+    assert summ["max_long"] == 3.0 and summ["max_short"] == 2.0
     assert summ["fees"] == pytest.approx(0.03)
 
 
@@ -262,6 +263,8 @@ def test_time_weighted_position_and_one_sided_time():
     assert summ["time_in_position_s"] == pytest.approx(5.0)
     assert summ["mean_abs_q"] == pytest.approx((2 * 3 + 1 * 2) / 10)
     assert summ["mean_q"] == pytest.approx((2 * 3 - 1 * 2) / 10)
+    assert summ["q_var"] == pytest.approx((4 * 3 + 1 * 2) / 10 - 0.4**2)  # time-weighted
+    assert (summ["max_long"], summ["max_short"]) == (2.0, 1.0)
     assert summ["time_one_sided_s"] == pytest.approx(3.0)
     assert summ["time_no_quotes_s"] == pytest.approx(2.0)
     assert summ["time_quoted_s"] == pytest.approx(10.0)
