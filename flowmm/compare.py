@@ -37,6 +37,7 @@ from flowmm.graph import BACKENDS
 # Substrings of a metric name for which a larger value is worse: worst = max. Everything else: min.
 LARGER_IS_WORSE: tuple[str, ...] = (
     "max_abs_q", "max_q", "max_long", "max_short", "q_var", "as_bps", "drawdown", "fees", "interrupts",
+    "time_one_sided", "time_no_quotes",
 )  # fmt: skip
 # Summary keys that measure the machine, not the graph: never compared.
 WALL_CLOCK: tuple[str, ...] = ("wall_s", "wall_", "_wall", "elapsed", "events_per_s")
