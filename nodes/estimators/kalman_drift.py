@@ -26,12 +26,16 @@ def _predict(f, ti, t, kappa, sigma_mu):
     ti[T_FILTER] = t
 
 
+R_FLOOR = 1e-18  # (bps/s)^2: no observation is taken as more precise than 1e-9 bps/s
+
+
 @njit(cache=True)
 def _update(f, z, r, nis_window):
     """One scalar update with observation z of variance r; returns 1 if applied, 0 if skipped."""
     if z != z or not (r > 0.0) or r == np.inf or z == np.inf or z == -np.inf:
         f[S_N_SKIP] += 1.0
         return 0
+    r = max(r, R_FLOOR)  # a denormal R would underflow P r / s to 0
     s = f[S_P] + r
     nu = z - f[S_MU]
     k = f[S_P] / s
@@ -224,7 +228,7 @@ class KalmanDrift(Node):
     observation; while it is unwired, NaN, <= 0 or inf, the param ``sigma_p`` is used.
 
     Guards: an observation with NaN/inf z, R <= 0, R = NaN or R = inf is skipped and counted in
-    ``n_skipped``; dt <= 0 (same-time events, a fill stamped before the filter time) never
+    ``n_skipped``; a positive R is floored at 1e-18 (bps/s)^2 so P stays > 0; dt <= 0 (same-time events, a fill stamped before the filter time) never
     predicts backwards: the update is applied at the filter's current time.
 
     Outputs (every run): ``mu_hat`` (bps/s) and ``P`` ((bps/s)^2), predicted to ``now``.

@@ -393,7 +393,7 @@ def test_guards_skip_and_count():
         st.tuples(
             st.integers(0, 30 * S),
             st.floats(-5, 5) | st.just(math.nan),
-            st.floats(-1, 10) | st.sampled_from([math.nan, math.inf, 0.0, 1e-300]),
+            st.floats(-1, 10) | st.sampled_from([math.nan, math.inf, 0.0, 1e-300, 5e-324]),
         ),
         min_size=1,
         max_size=40,
