@@ -26,7 +26,14 @@ def _module(path: Path):
 # The four flagship graphs read the execution layer and asset contexts, which a bare event file
 # does not carry; tests/graphs/test_flagship.py validates them strictly and runs them on the
 # synthetic market and the real BTC hour with a paper broker.
-FLAGSHIP = {"legacy.yaml", "rfc_unified.yaml", "bayes_e2e.yaml", "glft_minimal.yaml"}
+# rfc_unified_calibrated.yaml likewise (tests/calibrate validates and runs it on trend_down).
+FLAGSHIP = {
+    "legacy.yaml",
+    "rfc_unified.yaml",
+    "bayes_e2e.yaml",
+    "glft_minimal.yaml",
+    "rfc_unified_calibrated.yaml",
+}
 EXAMPLES = [g for g in sorted(ROOT.glob("graphs/*.yaml")) if g.name not in FLAGSHIP]
 
 

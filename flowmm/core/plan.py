@@ -7,6 +7,7 @@ engines only index its arrays.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import inspect
 import json
@@ -189,6 +190,7 @@ class _Builder:
         spec = self.spec = self._spec(data)
         self._plugins(spec)
         reg = registry()
+        self._include_params(spec, reg)
         instances: dict[str, Node] = self.instances
         for name, ns in spec.nodes.items():
             node = self._node(name, ns, reg, spec.tiers)
@@ -254,6 +256,101 @@ class _Builder:
                 load_plugin_dir(path, self.doc.loc(("plugins", i)))
             except FlowmmError as exc:  # keep going: report it with the other findings
                 self.diags.append(Diagnostic(exc.message, exc.location, "error", exc.hint))
+
+    def _include_params(self, spec: GraphSpec, reg: dict) -> None:
+        """Merge the ``params_from:`` files into the nodes' params. A file holds
+        ``params: {node: {param: value}}`` and optionally a free-form ``calibration:`` record.
+        An unknown node or param, a bad value, or a param also set in the graph (or in an
+        earlier file) is an error at its line in the params file, and is not merged."""
+        refs = [spec.params_from] if isinstance(spec.params_from, str) else spec.params_from or []
+        for i, ref in enumerate(refs):
+            where = ("params_from",) if isinstance(spec.params_from, str) else ("params_from", i)
+            path = Path(ref) if Path(ref).is_absolute() else self.base / ref
+            if not path.is_file():
+                self.err(
+                    f"params file not found: {path}",
+                    where + ("<value>",),
+                    hint="paths are relative to the graph file",
+                )
+                continue
+            try:
+                doc = load_located_file(path)
+            except GraphError as exc:
+                self.diags.extend(exc.diagnostics)
+                continue
+            self.diags.extend(doc.diagnostics)
+            data = doc.data if isinstance(doc.data, dict) else None
+            if data is None or not isinstance(data.get("params"), dict):
+                self.diags.append(
+                    Diagnostic(
+                        "a params file is a mapping with `params: {node: {param: value}}`", doc.loc(())
+                    )
+                )
+                continue
+            for key in data:
+                if key not in ("params", "calibration"):
+                    self.diags.append(
+                        Diagnostic(
+                            f"unknown key {key!r} in params file",
+                            doc.loc((key,)),
+                            hint="allowed keys: params, calibration",
+                        )
+                    )
+            for name, values in data["params"].items():
+                self._merge_params(spec, reg, doc, name, values)
+
+    def _merge_params(self, spec: GraphSpec, reg: dict, doc: Located, name: Any, values: Any) -> None:
+        ns = spec.nodes.get(name)
+        if ns is None:
+            close = difflib.get_close_matches(str(name), list(spec.nodes), n=3)
+            self.diags.append(
+                Diagnostic(
+                    f"params file sets node {name!r}, which the graph does not have",
+                    doc.loc(("params", name)),
+                    hint=(f"did you mean {', '.join(close)}? " if close else "")
+                    + "remove it from the params file, or add the node to the graph",
+                )
+            )
+            return
+        if not isinstance(values, dict):
+            self.diags.append(
+                Diagnostic("node params must be a mapping", doc.loc(("params", name, "<value>")))
+            )
+            return
+        cls = reg.get(ns.type)
+        fields = cls.Params.model_fields if cls is not None else {}
+        good = {}
+        for key, value in values.items():
+            loc = doc.loc(("params", name, key), node=name)
+            if cls is not None and key not in fields:
+                self.diags.append(
+                    Diagnostic(
+                        f"unknown param {key!r} for {ns.type}",
+                        loc,
+                        hint=f"{ns.type} takes: {', '.join(fields)}",
+                    )
+                )
+            elif key in ns.params:
+                self.diags.append(
+                    Diagnostic(
+                        f"param {key!r} is set both in the graph and in the params file",
+                        loc,
+                        hint="set it in one place: delete it from the graph's node, or from the params file",
+                    )
+                )
+            else:
+                good[key] = value
+        if cls is not None and good:
+            try:
+                cls.Params.model_validate({**ns.params, **good})
+            except ValidationError as exc:
+                for e in exc.errors():
+                    key = e["loc"][0] if e["loc"] else None
+                    if key in good:
+                        loc = doc.loc(("params", name, key, "<value>"), node=name)
+                        self.diags.append(Diagnostic(f"param {key!r}: {_readable(e)}", loc))
+                        good.pop(key)
+        ns.params.update(good)
 
     def _node(self, name: str, ns: NodeSpec, reg: dict, tiers: dict[str, TierSpec]) -> Node | None:
         path = ("nodes", name)
@@ -663,6 +760,8 @@ def _version_hash(spec: GraphSpec, instances: dict[str, Node]) -> str:
     """sha256 over the spec (params resolved with defaults) and every used kernel's module source."""
     h = hashlib.sha256()
     doc = spec.model_dump(mode="json", by_alias=True)
+    if doc.get("params_from") is None:  # a graph without the key keeps the hash it had before it existed
+        doc.pop("params_from", None)
     for name, node in instances.items():
         doc["nodes"][name]["params"] = node.params.model_dump(mode="json")
     h.update(json.dumps(doc, sort_keys=True).encode())

@@ -85,6 +85,9 @@ class GraphSpec(Strict):
     buffers: BuffersSpec = Field(default_factory=BuffersSpec)
     trace: list[str] | Literal["all"] = "all"  # node.port list; "all" = every scalar output
     plugins: list[str] = Field(default_factory=list)  # folders of user node modules
+    # files of node params ({params: {node: {param: value}}}, e.g. from `flowmm calibrate`),
+    # relative to the graph file; merged into the nodes' params (plan.py, _include_params)
+    params_from: str | list[str] | None = None
     nodes: dict[str, NodeSpec]
 
     @field_validator("tiers")
