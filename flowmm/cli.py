@@ -1,4 +1,4 @@
-"""The ``flowmm`` command line: validate, render, nodes, run, compare, scenarios, version.
+"""The ``flowmm`` command line: validate, render, nodes, run, serve, compare, scenarios, version.
 
 ``main(argv)`` returns the exit code, so tests can call it in-process. Exit codes:
 0 ok; 1 a tool problem (e.g. Graphviz missing); 2 a bad graph, bad input data or bad usage;
@@ -24,7 +24,6 @@ from flowmm.errors import Diagnostic, FlowmmError, GraphError, UsageError
 from flowmm.graph import BACKENDS
 
 SOURCES = ("events", "synthetic", "replay", "live")
-UNAVAILABLE = {"live": "live feed"}
 FORMATS = ("svg", "png", "dot")
 
 
@@ -203,12 +202,8 @@ def default_backend() -> str:
 
 
 def _open_source(args: argparse.Namespace):
-    if args.source in UNAVAILABLE:
-        issue = UNAVAILABLE[args.source]
-        raise UsageError(
-            f"source {args.source!r} is not available yet: it arrives with the {issue} issue",
-            hint="use --source synthetic --scenario NAME, or --source events --data FILE",
-        )
+    if args.source == "live":
+        return _open_live(args)
     if args.source == "synthetic":
         from flowmm.sources.synthetic import open_synthetic
 
@@ -239,6 +234,27 @@ def _open_source(args: argparse.Namespace):
     return Events.from_file(args.data[0])
 
 
+def _open_live(args: argparse.Namespace):
+    from flowmm.sources.live import Live, LiveConfig, reads_stream, resolve_network
+    from flowmm.sources.synthetic.scenario import parse_duration
+
+    if not args.coin:
+        raise UsageError("--source live needs --coin", hint="e.g. --coin BTC, or --coin xyz:XYZ100 --dex xyz")
+    url, network = resolve_network(args.url, args.testnet, args.mainnet)
+    stale = {"book": args.stale_ms} if args.stale_ms else {}
+    duration = parse_duration(args.duration) if args.duration else None
+    # the aggregated book only for a graph that reads it (3 significant figures unless told)
+    agg = args.agg_sig_figs or (3 if reads_stream(args.spec, "source.book_agg") else None)
+    cfg = LiveConfig(
+        url=url, network=network, coin=args.coin, dex=args.dex or "", ref_coin=args.ref_coin,
+        spot_coin=args.spot_coin, address=args.address, max_frames=args.max_frames,
+        max_reconnects=args.max_reconnects, flush_ms=args.flush_ms, agg_sig_figs=agg,
+        duration_s=duration, **({"stale_ms": stale} if stale else {}),
+    )  # fmt: skip
+    record = None if args.record == "none" else Path(args.record or Path(args.out_dir) / "feed.rec.lz4")
+    return Live(cfg, record=record)
+
+
 def _draw_graph(graph, out_dir: Path) -> None:
     """The graph's SVG in the run folder; without Graphviz, its .dot and a note."""
     from flowmm.render import GraphvizMissing, render
@@ -263,15 +279,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from flowmm.graph import load_graph
     from flowmm.io.report import console_summary, write_report
 
-    if args.source in UNAVAILABLE:  # before any work: say so at once
-        _open_source(args)
     _load_node_dirs(args.nodes)
     graph = load_graph(
         Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms
     )
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
+    from flowmm.sources.live import guard_for
 
+    out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
+    args.out_dir, args.spec = out, graph.plan.spec  # the live feed records into the run folder
     source = _open_source(args)
     coin, data_coin = graph.plan.spec.instrument.coin, getattr(source, "coin", None)
     if data_coin and coin != data_coin:
@@ -281,11 +298,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
+    broker = guard_for(broker, source)  # live, or a live recording: stale book and stop cancel all
     # the paper broker runs on the reference engine until the fused loop drives it
     backend = args.backend or ("python" if broker is not None else default_backend())
     if backend == "fused" and default_backend() != "fused":
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
-    out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
     run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
@@ -303,11 +320,57 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"  replay of {s['replay']['coin']}: {p['frames']:,} frames, {p['malformed']:,} malformed, "
             f"{p['late_clamped']:,} late, cache {s['replay']['cache'].split(' ')[0]}"
         )
+    if "live" in s:
+        lv, f = s["live"], s["live"]["faults"]
+        print(
+            f"  live {lv['coin']} ({lv['network']}, {lv['url']}): {lv['frames']:,} frames,"
+            f" stop: {lv['stop']}; "
+            f"{f['reconnects']} reconnects, {f['malformed']} malformed, {f['duplicate_frames']} duplicate, "
+            f"{f['out_of_order']} out of order, stale {f['stale'] or 'never'}"
+        )
+        print(f"  recorded to {', '.join(lv['record']) or '(not recorded)'}")
     if broker is not None:
         print(console_summary(s))
     _draw_graph(graph, run.out_dir)
     report = write_report(run.out_dir)
     print(f"  written to {run.out_dir} (report: {report.name})")
+    if getattr(source, "fault", None):
+        print(f"flowmm: fault: {source.fault} (orders cancelled, run written)", file=sys.stderr)
+        return 3
+    return 130 if getattr(source, "stop_reason", None) == "interrupted" else 0
+
+
+# -- serve ---------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flowmm.hyperliquid.loopback import Faults, LoopbackServer
+
+    try:
+        speed = None if args.speed == "max" else float(args.speed)
+    except ValueError:
+        raise UsageError(f"--speed takes a number or max, not {args.speed!r}") from None
+    faults = Faults()
+    for spec in args.fault:
+        kind, frame, arg = Faults.parse(spec)
+        faults.at(frame, kind, arg)
+    server = LoopbackServer(
+        args.data, host=args.host, port=args.port, speed=speed, faults=faults, rebase_time=not args.keep_times
+    ).start()
+    n = len(server.rec.frames)
+    print(
+        f"serving {args.data} ({n:,} frames, coins {', '.join(server.rec.coins)}) at {server.url}", flush=True
+    )
+    try:
+        while not server.finished.wait(0.5):
+            pass
+        print(f"  all {n:,} frames streamed; still answering (Ctrl+C to stop)", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print(f"\nstopped: {dict(server.stats)}", file=sys.stderr)
+    finally:
+        server.stop()
     return 0
 
 
@@ -345,6 +408,94 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     print(result.format_table())
     print(f"  written to {out / 'compare.csv'} and {out / 'compare.md'}, run folders under {out}")
+    return 0
+
+
+# -- calibrate -----------------------------------------------------------------------------------
+
+
+def _seconds(value: str, option: str) -> float:
+    from flowmm.sources.synthetic.scenario import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def _previous_params(path: str | None) -> dict | None:
+    """The params file a recalibration is compared with (read before --out may overwrite it)."""
+    if path is None:
+        return None
+    import yaml
+
+    try:
+        doc = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--previous: cannot read {path}: {exc}".splitlines()[0]) from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"--previous: {path} is not a params file (a mapping with params:)")
+    return doc
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from flowmm.calibrate import CalibrateConfig, calibrate, replay_segments, synthetic_segments, write_params
+    from flowmm.calibrate.report import console, write_report
+    from flowmm.calibrate.segments import parse_knobs
+    from flowmm.compare import parse_seeds
+
+    node_h = {}
+    for item in args.node_horizon:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(
+                f"--node-horizon: {item!r} is not NODE=DURATION", hint="e.g. --node-horizon funding=1h"
+            )
+        node_h[name] = _seconds(value, "--node-horizon")
+    try:
+        cfg = CalibrateConfig(
+            horizon_s=_seconds(args.horizon, "--horizon"), node_horizons=node_h,
+            features=args.features.split(",") if args.features else None, quote_every_ms=args.quote_every_ms,
+            block_s=_seconds(args.block, "--block"), folds=args.folds, window=args.window,
+            r2_min=args.r2_min, incr_r2_min=args.incr_r2_min, fee_bps=args.fee_bps,
+            spread_cost_bps=args.spread_cost_bps, cost_gate=args.cost_gate,
+        )  # fmt: skip
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        raise UsageError(f"{'.'.join(map(str, e['loc']))}: {e['msg']}") from None
+    if args.source == "synthetic":
+        segments = synthetic_segments(
+            args.scenario, parse_seeds(args.seeds), args.duration, parse_knobs(args.knobs)
+        )
+        what = f"synthetic {args.scenario} seeds {args.seeds}" + (
+            f" knobs {args.knobs}" if args.knobs else ""
+        )
+    elif args.source == "replay":
+        if not args.data:
+            raise UsageError(
+                "--source replay needs --data", hint="one file or folder per segment (day), in time order"
+            )
+        segments = replay_segments(
+            args.data, coin=args.coin, ref_coin=args.ref_coin, spot_coin=args.spot_coin,
+            sz_decimals=args.sz_decimals, cache=not args.no_cache,
+        )  # fmt: skip
+        what = f"replay of {_plural(len(args.data), 'segment')}"
+    else:
+        raise UsageError(f"calibrate reads --source synthetic or replay, not {args.source!r}")
+    _load_node_dirs(args.nodes)
+    progress = not args.no_progress
+    calib = calibrate(
+        Path(args.graph), segments, cfg, node_dirs=args.nodes, progress=progress, source_name=what
+    )
+    out = Path(args.out)
+    previous = _previous_params(args.previous)
+    write_params(calib, out)
+    report_dir = Path(args.report) if args.report else out.with_name(out.stem + "-report")
+    md = write_report(calib, report_dir, previous)
+    print(console(calib, previous))
+    print(f"  params written to {out} (include with `params_from: {out.name}`), report {md}")
     return 0
 
 
@@ -495,7 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
             `flowmm scenarios` lists them), `replay` (recorded Hyperliquid data: flowmm
             recordings, the public archive's l2Book and asset_ctxs files, hftbacktest captures
             and .npz; --data FILE|DIR ..., several merged in time order), `events` (a JSON-lines
-            file of normalised events, --data FILE); `live` arrives with a later issue.
+            file of normalised events, --data FILE), `live` (the Hyperliquid feed, --coin COIN,
+            --url for any server, e.g. `flowmm serve`; paper execution; recorded into the run
+            folder; exit 3 on a feed fault, 130 on Ctrl+C, orders cancelled either way).
             Prints the graph's warnings, progress on stderr, then a short summary.
             """
         ),
@@ -526,11 +679,37 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--no-cache", action="store_true", help="parse again; do not read or write the columnar cache"
     )
+    g = p.add_argument_group("live (paper execution; also --coin --ref-coin --spot-coin --duration)")
+    g.add_argument("--url", help="REST base URL, the websocket at <url>/ws (default: the network's)")
+    net = g.add_mutually_exclusive_group()
+    net.add_argument("--testnet", action="store_true", help="Hyperliquid testnet (feed and, later, orders)")
+    net.add_argument("--mainnet", action="store_true", help="Hyperliquid mainnet (the default)")
+    g.add_argument("--dex", help="HIP-3 dex of the coin (default: the main dex, or dex:COIN's)")
+    g.add_argument("--address", help="your address: userFills and orderUpdates")
+    g.add_argument(
+        "--record", metavar="FILE", help="recording (.rec.lz4; default <out>/feed.rec.lz4; none: off)"
+    )
+    g.add_argument("--stale-ms", type=float, metavar="MS", help="book stale after MS without a frame (2000)")
+    g.add_argument("--max-frames", type=int, metavar="N", help="stop after N market-data frames")
+    g.add_argument(
+        "--agg-sig-figs", type=int, metavar="N", help="aggregated book (default 3 if the graph reads it)"
+    )
+    g.add_argument(
+        "--flush-ms", type=float, default=5.0, metavar="MS", help="quiet this long closes a batch (5)"
+    )
+    g.add_argument(
+        "--max-reconnects",
+        type=int,
+        default=10,
+        metavar="N",
+        help="failed reconnects in a row before a fault (10)",
+    )
     p.add_argument("--seed", type=int, default=0, help="synthetic market seed (default: 0)")
     p.add_argument(
         "--duration",
         metavar="D",
-        help="synthetic run length, e.g. 90s, 20m, 1h (default: the scenario's own length)",
+        help="synthetic run length, e.g. 90s, 20m, 1h (default: the scenario's own length); "
+        "live: stop after this much wall time",
     )
     p.add_argument(
         "--out",
@@ -597,6 +776,99 @@ def build_parser() -> argparse.ArgumentParser:
     _add_nodes_option(p)
     _add_quiet_option(p, "no 'runs done / total' progress on stderr")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "serve",
+        help="a loopback Hyperliquid server streaming a recording (REST /info + websocket)",
+        description=inspect.cleandoc(
+            """
+            Serve a recording (flowmm .rec.lz4 or an hftbacktest capture) as a local Hyperliquid:
+            POST /info and the websocket /ws on one port, with subscription acks, pongs and the
+            recorded frames paced at --speed, their exchange times moved onto the wall clock.
+            --fault KIND@FRAME[:ARG] injects drop, garbage, stall (ARG seconds), duplicate or
+            reorder before the FRAME-th data frame. Runs until Ctrl+C.
+            """
+        ),
+        epilog="example: flowmm serve --data feed.rec.lz4 --port 8765 --speed 10 --fault drop@1000",
+        formatter_class=fmt,
+    )
+    p.add_argument("--data", required=True, metavar="FILE", help="the recording to stream")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0: any free one)")
+    p.add_argument("--speed", default="1", help="1 = real time, 10 = ten times, max (default: 1)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND@FRAME[:ARG]", help="repeatable")
+    p.add_argument("--keep-times", action="store_true", help="send the recorded exchange times unchanged")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "calibrate",
+        help="estimate feature and drift-filter params from data, and gate the features",
+        description=inspect.cleandoc(
+            """
+            Run the graph's feature nodes (every obs wired into an estimator, or --features)
+            over the data, regress the forward return over --horizon on each feature
+            walk-forward (--folds, --window) and gate them: admitted if the out-of-sample R2
+            is > --r2-min and the incremental R2 over the features already admitted (in
+            order of R2) is > --incr-r2-min; the cost check (predicted edge vs fee + spread)
+            is reported, and enforced with --cost-gate. Estimates the drift filter's
+            kappa_mu and sigma_mu by maximum likelihood of the OU drift model on the prices,
+            and c_fill and sigma_fill by regressing post-fill moves on the fill signal.
+            Writes --out (include it in a graph with `params_from:`) and a report folder
+            (report.md, r2_folds.png); prints the table. docs/calibration.md.
+            """
+        ),
+        epilog="examples:\n"
+        "  flowmm calibrate graphs/rfc_unified.yaml --source synthetic --scenario mixed --knobs book=1 "
+        "--seeds 0-3 --duration 6h --quote-every-ms 1000 --out params.yaml\n"
+        "  flowmm calibrate graphs/rfc_unified.yaml --source replay --data d1/ d2/ --coin HYPE --out p.yaml",
+        formatter_class=fmt,
+    )
+    p.add_argument("graph", metavar="GRAPH", help="graph file (YAML)")
+    p.add_argument(
+        "--source", required=True, choices=("synthetic", "replay"), help="where the data comes from"
+    )
+    p.add_argument("--out", required=True, metavar="FILE", help="params file to write (YAML)")
+    p.add_argument("--report", metavar="DIR", help="report folder (default: <out stem>-report beside --out)")
+    p.add_argument("--previous", metavar="FILE", help="a previous params file: report what changed")
+    p.add_argument("--horizon", default="10s", metavar="D", help="forward-return horizon (default: 10s)")
+    p.add_argument(
+        "--node-horizon", action="append", default=[], metavar="NODE=D",
+        help="another horizon for one feature, e.g. funding=1h (Appendix A: next-hour return); repeatable",
+    )  # fmt: skip
+    p.add_argument("--features", metavar="A,B", help="feature nodes to calibrate (default: every wired obs)")
+    p.add_argument("--folds", type=int, default=5, help="walk-forward test folds (default: 5)")
+    p.add_argument("--window", choices=("expanding", "rolling"), default="expanding", help="training window")
+    p.add_argument(
+        "--block", default="1h", metavar="D", help="statistics block, the unit of folds (default: 1h)"
+    )
+    p.add_argument("--r2-min", type=float, default=0.01, help="gate: out-of-sample R2 (default: 0.01)")
+    p.add_argument("--incr-r2-min", type=float, default=0.003, help="gate: incremental R2 (default: 0.003)")
+    p.add_argument("--fee-bps", type=float, default=1.5, help="cost check: fee, bps (default: maker 1.5)")
+    p.add_argument("--spread-cost-bps", type=float, default=0.45, help="cost check: half spread, bps")
+    p.add_argument("--cost-gate", action="store_true", help="admit only features whose edge beats the cost")
+    p.add_argument(
+        "--quote-every-ms", type=int, metavar="MS", help="sampling clock (default: the graph's own clock)"
+    )
+    _add_scenario_option(p)
+    p.add_argument(
+        "--seeds", default="0", metavar="SEEDS", help="synthetic seeds, one segment each (0-3, 0,5)"
+    )
+    p.add_argument("--duration", metavar="D", help="synthetic length per seed (e.g. 6h)")
+    p.add_argument("--knobs", metavar="K=V,...", help="synthetic channel knobs, e.g. book=1,lead=1")
+    p.add_argument(
+        "--data", metavar="PATH", nargs="+", help="replay: one file or folder per segment, in time order"
+    )
+    g = p.add_argument_group("replay")
+    g.add_argument("--coin", help="the instrument (default: the recording's, else the first coin seen)")
+    g.add_argument("--ref-coin", metavar="COIN", help="reference asset whose book gives source.ref_mid")
+    g.add_argument("--spot-coin", metavar="COIN", help="spot market whose book gives source.spot_mid")
+    g.add_argument(
+        "--sz-decimals", type=int, metavar="N", help="size decimals when the data has no meta frame"
+    )
+    g.add_argument("--no-cache", action="store_true", help="parse again; do not use the columnar cache")
+    _add_nodes_option(p)
+    _add_quiet_option(p, "no progress over segments and folds on stderr")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(
         "scenarios",

@@ -311,11 +311,9 @@ def test_run_prints_graph_warnings_first(tmp_path, capsys):
     assert code == 2 and "error: output ret.ret_bps" in err
 
 
-@pytest.mark.parametrize("source, issue", [("live", "live feed")])
-def test_run_unavailable_sources(source, issue, capsys):
-    code, out, err = run_cli(capsys, "run", str(DEMO), "--source", source)
-    assert code == 2
-    assert f"source '{source}' is not available yet: it arrives with the {issue} issue" in err
+def test_run_live_needs_a_coin(capsys):
+    code, out, err = run_cli(capsys, "run", str(DEMO), "--source", "live")
+    assert code == 2 and "--source live needs --coin" in err
     assert out == ""
 
 
@@ -433,11 +431,11 @@ def test_process_validate_broken_graph_no_traceback():
     assert "yaml_syntax.yaml:7:6: error: YAML syntax error" in proc.stdout
 
 
-def test_process_run_unavailable_source_and_bad_data(tmp_path):
+def test_process_run_live_without_coin_and_bad_data(tmp_path):
     proc = flowmm_process("run", str(DEMO), "--source", "live")
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert "not available yet" in proc.stderr
+    assert "--source live needs --coin" in proc.stderr
     data = tmp_path / "bad.jsonl"
     data.write_text('{"t": 1, "kind": "bok"}\n')
     proc = flowmm_process("run", str(DEMO), "--source", "events", "--data", str(data), cwd=tmp_path)
