@@ -539,6 +539,18 @@ def _add_nodes_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_replay_group(p: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The replay options that say which instruments the data holds (run and calibrate)."""
+    g = p.add_argument_group("replay")
+    g.add_argument("--coin", help="the instrument (default: the recording's, else the first coin seen)")
+    g.add_argument("--ref-coin", metavar="COIN", help="reference asset whose book gives source.ref_mid (BTC)")
+    g.add_argument("--spot-coin", metavar="COIN", help="spot market whose book gives source.spot_mid (@107)")
+    g.add_argument(
+        "--sz-decimals", type=int, metavar="N", help="size decimals when the data has no meta frame"
+    )
+    return g
+
+
 def _add_scenario_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scenario",
@@ -666,13 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="files or folders for --source replay; one .jsonl for events",
     )
     _add_scenario_option(p)
-    g = p.add_argument_group("replay")
-    g.add_argument("--coin", help="the instrument (default: the recording's, else the first coin seen)")
-    g.add_argument("--ref-coin", metavar="COIN", help="reference asset whose book gives source.ref_mid (BTC)")
-    g.add_argument("--spot-coin", metavar="COIN", help="spot market whose book gives source.spot_mid (@107)")
-    g.add_argument(
-        "--sz-decimals", type=int, metavar="N", help="size decimals when the data has no meta frame"
-    )
+    g = _add_replay_group(p)
     g.add_argument("--start", metavar="T", help="first event time: ISO (UTC) or ns")
     g.add_argument("--end", metavar="T", help="last event time: ISO (UTC) or ns")
     g.add_argument("--speed", default="max", help="1 = real time, 10 = ten times, max (default)")
@@ -858,13 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--data", metavar="PATH", nargs="+", help="replay: one file or folder per segment, in time order"
     )
-    g = p.add_argument_group("replay")
-    g.add_argument("--coin", help="the instrument (default: the recording's, else the first coin seen)")
-    g.add_argument("--ref-coin", metavar="COIN", help="reference asset whose book gives source.ref_mid")
-    g.add_argument("--spot-coin", metavar="COIN", help="spot market whose book gives source.spot_mid")
-    g.add_argument(
-        "--sz-decimals", type=int, metavar="N", help="size decimals when the data has no meta frame"
-    )
+    g = _add_replay_group(p)
     g.add_argument("--no-cache", action="store_true", help="parse again; do not use the columnar cache")
     _add_nodes_option(p)
     _add_quiet_option(p, "no progress over segments and folds on stderr")
