@@ -228,8 +228,9 @@ class KalmanDrift(Node):
     observation; while it is unwired, NaN, <= 0 or inf, the param ``sigma_p`` is used.
 
     Guards: an observation with NaN/inf z, R <= 0, R = NaN or R = inf is skipped and counted in
-    ``n_skipped``; a positive R is floored at 1e-18 (bps/s)^2 so P stays > 0; dt <= 0 (same-time events, a fill stamped before the filter time) never
-    predicts backwards: the update is applied at the filter's current time.
+    ``n_skipped``; a positive R is floored at 1e-18 (bps/s)^2 so P stays > 0; dt <= 0
+    (same-time events, a fill stamped before the filter time) never predicts backwards: the
+    update is applied at the filter's current time.
 
     Outputs (every run): ``mu_hat`` (bps/s) and ``P`` ((bps/s)^2), predicted to ``now``.
     Innovation statistics (emitted on runs that applied at least one update; they describe the
