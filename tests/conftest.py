@@ -42,3 +42,23 @@ def shared_data_path(relpath: str) -> Path:
 def shared_data():
     """``shared_data("hyperliquid/...")`` -> the path of a shared real-data file."""
     return shared_data_path
+
+
+@pytest.fixture(scope="session")
+def archive_rec(tmp_path_factory) -> Path:
+    """The BTC archive hour's first 3,000 l2Book frames as a flowmm recording (``<recv ns>
+    <frame>`` lines), for the loopback server: the live feed's and real execution's tests."""
+    import json
+
+    import lz4.frame
+
+    from flowmm.hyperliquid.messages import iso_to_ns
+
+    archive = shared_data_path("hyperliquid/s3_archive_l2book/market_data_20240101_12_l2Book_BTC.lz4")
+    raw = lz4.frame.decompress(archive.read_bytes()).splitlines()[:3000]
+    path = tmp_path_factory.mktemp("rec") / "archive3000.rec"
+    with open(path, "w") as f:
+        for line in raw:
+            d = json.loads(line)
+            f.write(f"{iso_to_ns(d['time'])} {json.dumps(d['raw'], separators=(',', ':'))}\n")
+    return path

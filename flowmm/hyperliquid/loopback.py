@@ -37,6 +37,13 @@ but valid. Unknown request types get HTTP 422 like the exchange.
 the stream or at once: ``drop`` closes every websocket abruptly, ``garbage`` sends a
 non-JSON text frame, ``stall`` pauses the stream for ARG seconds, ``duplicate`` sends the
 frame twice, ``reorder`` swaps it with the next one. ``stats`` counts what was done.
+
+**/exchange** (real-execution rehearsals; only with ``exchange=True``, ``flowmm serve
+--exchange``, else 404 as before): signed actions are verified and matched against the
+streamed market by :class:`~flowmm.hyperliquid.loopback_exchange.PaperExchange` (``exchange``);
+its ``/info`` user requests (``openOrders``, ``orderStatus``, ``userFills``,
+``clearinghouseState``) are answered first, and fills and order updates are pushed to the
+connections subscribed to the user's ``userFills`` / ``orderUpdates``.
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from typing import Any
 
 from flowmm.errors import Location, SourceError
 from flowmm.hyperliquid.instruments import bundled
+from flowmm.hyperliquid.loopback_exchange import PaperExchange, Push
 from flowmm.io.recording import open_lines
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -295,6 +303,7 @@ class LoopbackServer:
         start_delay_s: float = 0.2,
         faults: Faults | None = None,
         rebase_time: bool = True,
+        exchange: bool = False,
     ):
         self.rec = recording if isinstance(recording, Recording) else Recording.load(recording)
         if speed is not None and not speed > 0:
@@ -315,6 +324,9 @@ class LoopbackServer:
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self._threads: list[threading.Thread] = []
+        # /exchange and the user /info requests: only when asked for (a feed-only server by default)
+        universe = lambda: self.info({"type": "meta"})[1]["universe"]  # noqa: E731 -- the served meta
+        self.exchange = PaperExchange(universe) if exchange else None
 
     @property
     def port(self) -> int:
@@ -398,7 +410,7 @@ class LoopbackServer:
         """What the exchange sends on subscribing: the current book / bbo, the recent trades
         (before any was streamed: the recording's first trades frame of the coin)."""
         t = sub.get("type")
-        if t not in ("l2Book", "bbo", "trades"):
+        if t not in ("l2Book", "bbo", "trades", "userFills"):
             return
         with self._lock:
             fr = next((f for k, f in self._latest.items() if k[0] == t and sub_wants(sub, f)), None)
@@ -408,6 +420,9 @@ class LoopbackServer:
             )
         if fr is not None:
             conn.send(self._stamped(fr))
+        elif t == "userFills" and self.exchange is not None and isinstance(sub.get("user"), str):
+            snap = self.exchange.snapshot_fills(sub["user"])
+            conn.send(json.dumps({"channel": "userFills", "data": snap}, separators=(",", ":")))
 
     def _shift_ms(self) -> int:
         """Recorded exchange time -> served: the stream's first frame is "now" when streaming
@@ -489,11 +504,38 @@ class LoopbackServer:
                 for _ in range(times):
                     if c.send(text):
                         self.stats["frames_sent"] += 1
+        ex = self.exchange
+        if ex is not None and ex.accounts and fr.channel in ("l2Book", "trades") and fr.tag is None:
+            # resting orders meet the market (as recorded: times do not matter to the matching)
+            self.push(ex.on_market(fr.channel, json.loads(fr.text).get("data")))
+
+    def push(self, pushes: list[Push]) -> None:
+        """Send user-channel messages to the connections subscribed to that user's channel."""
+        for user, channel, data in pushes:
+            text = json.dumps({"channel": channel, "data": data}, separators=(",", ":"))
+            for c in list(self.conns):
+                if c.open and any(
+                    s.get("type") == channel and str(s.get("user", "")).lower() == user for s in c.subs
+                ):
+                    c.send(text)
+                    self.stats[f"pushed_{channel}"] += 1
+
+    def exchange_request(self, payload: Any) -> tuple[int, Any]:
+        """``POST /exchange``: a signed action (see :mod:`flowmm.hyperliquid.loopback_exchange`)."""
+        if not isinstance(payload, dict):
+            return 422, "Failed to deserialize the JSON body into the target type"
+        answer, pushes = self.exchange.request(payload)
+        self.push(pushes)
+        return 200, answer
 
     # -- REST side ------------------------------------------------------------------------------
     def info(self, req: dict) -> tuple[int, Any]:
         kind = req.get("type")
         self.stats[f"info_{kind}"] += 1
+        if self.exchange is not None:
+            handled, body = self.exchange.info(req)
+            if handled:
+                return 200, body
         key = _rest_key(req)
         if kind == "l2Book":
             fr = self._book(req.get("coin"))
@@ -573,7 +615,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         srv = self.server_ref
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if self.path.rstrip("/") != "/info":
+        if self.path.rstrip("/") not in ("/info", "/exchange") or (
+            self.path.rstrip("/") == "/exchange" and srv.exchange is None
+        ):
             return self._reply(404, "Not Found")
         try:
             req = json.loads(body)
@@ -581,6 +625,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError
         except ValueError:
             return self._reply(422, "Failed to deserialize the JSON body into the target type")
+        if self.path.rstrip("/") == "/exchange":
+            return self._reply(*srv.exchange_request(req))
         self._reply(*srv.info(req))
 
     def _reply(self, status: int, body: Any) -> None:

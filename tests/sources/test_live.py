@@ -11,7 +11,6 @@ import threading
 import time
 from pathlib import Path
 
-import lz4.frame
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -22,13 +21,11 @@ from flowmm.errors import SourceError, UsageError
 from flowmm.execution.paper import paper_broker_for
 from flowmm.graph import load_graph
 from flowmm.hyperliquid.loopback import Faults, LoopbackServer
-from flowmm.hyperliquid.messages import iso_to_ns
 from flowmm.sources import Events
 from flowmm.sources.live import Live, LiveConfig, StaleGuard, guard_for, resolve_network
 from flowmm.sources.live import staleness as ST
 from flowmm.sources.replay import Replay
 
-ARCHIVE = "hyperliquid/s3_archive_l2book/market_data_20240101_12_l2Book_BTC.lz4"
 CAPTURE = "hyperliquid/hftbacktest_ws_capture/btcusd_20250126.gz"
 PROBE = """
 name: live_probe
@@ -49,18 +46,6 @@ nodes:
 def probe(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("graphs") / "live_probe.yaml"
     path.write_text(PROBE)
-    return path
-
-
-@pytest.fixture(scope="module")
-def archive_rec(shared_data, tmp_path_factory) -> Path:
-    """The archive hour's first 3,000 l2Book frames as a recording (``<recv ns> <frame>``)."""
-    raw = lz4.frame.decompress(shared_data(ARCHIVE).read_bytes()).splitlines()[:3000]
-    path = tmp_path_factory.mktemp("rec") / "archive3000.rec"
-    with open(path, "w") as f:
-        for line in raw:
-            d = json.loads(line)
-            f.write(f"{iso_to_ns(d['time'])} {json.dumps(d['raw'], separators=(',', ':'))}\n")
     return path
 
 
