@@ -240,7 +240,12 @@ def _open_live(args: argparse.Namespace):
 
     if not args.coin:
         raise UsageError("--source live needs --coin", hint="e.g. --coin BTC, or --coin xyz:XYZ100 --dex xyz")
-    url, network = resolve_network(args.url, args.testnet, args.mainnet)
+    if getattr(args, "execute", False):  # real orders: testnet unless --mainnet (docs/runbook.md)
+        from flowmm.execution.hyperliquid.config import resolve_exec_network
+
+        url, network, args.exec_network = resolve_exec_network(args.url, args.testnet, args.mainnet)
+    else:
+        url, network = resolve_network(args.url, args.testnet, args.mainnet)
     stale = {"book": args.stale_ms} if args.stale_ms else {}
     duration = parse_duration(args.duration) if args.duration else None
     # the aggregated book only for a graph that reads it (3 significant figures unless told)
@@ -289,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
     args.out_dir, args.spec = out, graph.plan.spec  # the live feed records into the run folder
+    signer = _execute_checks(args, graph) if args.execute else None
     source = _open_source(args)
     coin, data_coin = graph.plan.spec.instrument.coin, getattr(source, "coin", None)
     if data_coin and coin != data_coin:
@@ -297,7 +303,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             "sizes and the price grid follow the graph's instrument",
             file=sys.stderr,
         )
-    broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
+    if args.execute:
+        try:
+            broker = _real_broker(args, graph, source, signer)
+        except BaseException:
+            if getattr(source, "writer", None) is not None:
+                source.writer.close()  # the feed never started: close its recording
+            raise
+    else:
+        broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
     broker = guard_for(broker, source)  # live, or a live recording: stale book and stop cancel all
     # the paper broker runs on the reference engine until the fused loop drives it
     backend = args.backend or ("python" if broker is not None else default_backend())
@@ -305,7 +319,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
-    run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
+    try:
+        run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
+    finally:
+        if args.execute:  # whatever happened: nothing of ours stays resting (idempotent)
+            broker.emergency_stop()
     s = run.summary
     print(f"graph {s['graph']} (hash {s['version_hash']}), backend {s['backend']}, source {s['source']}")
     print(
@@ -331,6 +349,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"  recorded to {', '.join(lv['record']) or '(not recorded)'}")
     if broker is not None:
         print(console_summary(s))
+    if "hyperliquid" in s:
+        h = s["hyperliquid"]
+        c = h["counts"]
+        print(
+            f"  executed on {h['network']} as {h['account']}: {c.get('placed', 0)} placed, "
+            f"{c.get('modified', 0)} modified, {c.get('cancelled', 0)} cancelled, "
+            f"{c.get('refused', 0)} refused, {sum(h['rejects'].values())} rejected; "
+            f"halted: {h['halted']}; open at exit: {h['open_at_exit']}"
+        )
     _draw_graph(graph, run.out_dir)
     report = write_report(run.out_dir)
     print(f"  written to {run.out_dir} (report: {report.name})")
@@ -338,6 +365,46 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"flowmm: fault: {source.fault} (orders cancelled, run written)", file=sys.stderr)
         return 3
     return 130 if getattr(source, "stop_reason", None) == "interrupted" else 0
+
+
+def _execute_checks(args: argparse.Namespace, graph):
+    """``--execute``: the live feed, hard limits and a key, before anything connects."""
+    from flowmm.execution.hyperliquid import load_signer
+
+    if args.source != "live":
+        raise UsageError("--execute needs --source live", hint="a replay or a simulation trades on paper")
+    if graph.plan.ladder_port is None:
+        raise UsageError("--execute: the graph names no execution.ladder; there is nothing to trade")
+    if args.max_position is None or args.max_notional is None:
+        raise UsageError(
+            "--execute needs --max-position and --max-notional",
+            hint="the hard stops: e.g. --max-position 0.01 --max-notional 1000 (contracts, USDC)",
+        )
+    if not (args.max_position > 0 and args.max_notional > 0):
+        raise UsageError("--max-position and --max-notional must be > 0")
+    signer = load_signer()
+    if args.address and args.address.lower() != signer.account.lower():
+        raise UsageError("--address differs from the account of the key (FLOWMM_HL_ACCOUNT)")
+    args.address = signer.account  # the feed records the account's userFills and orderUpdates
+    return signer
+
+
+def _real_broker(args: argparse.Namespace, graph, source, signer):
+    from flowmm.execution.hyperliquid import ExecConfig, HyperliquidBroker
+    from flowmm.execution.paper import PaperParams
+
+    cfg = ExecConfig(
+        url=source.cfg.url, network=args.exec_network, coin=source.coin,
+        max_position=args.max_position, max_notional=args.max_notional,
+    )  # fmt: skip
+    tick = graph.plan.spec.instrument.tick_size or source.tick_size
+    broker = HyperliquidBroker(cfg, signer, PaperParams(tick_size=tick) if tick else None)
+    print(
+        f"flowmm: EXECUTING real orders on {cfg.network} ({cfg.url}) for {signer.account}: "
+        f"{cfg.coin}, max position {cfg.max_position:g}, max notional {cfg.max_notional:g} USDC",
+        file=sys.stderr,
+    )
+    return broker
 
 
 # -- serve ---------------------------------------------------------------------------------------
@@ -355,11 +422,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kind, frame, arg = Faults.parse(spec)
         faults.at(frame, kind, arg)
     server = LoopbackServer(
-        args.data, host=args.host, port=args.port, speed=speed, faults=faults, rebase_time=not args.keep_times
-    ).start()
+        args.data, host=args.host, port=args.port, speed=speed, faults=faults,
+        rebase_time=not args.keep_times, exchange=args.exchange,
+    ).start()  # fmt: skip
     n = len(server.rec.frames)
     print(
-        f"serving {args.data} ({n:,} frames, coins {', '.join(server.rec.coins)}) at {server.url}", flush=True
+        f"serving {args.data} ({n:,} frames, coins {', '.join(server.rec.coins)}) at {server.url}"
+        + (" with /exchange (paper matching)" if args.exchange else ""),
+        flush=True,
     )
     try:
         while not server.finished.wait(0.5):
@@ -659,8 +729,9 @@ def build_parser() -> argparse.ArgumentParser:
             recordings, the public archive's l2Book and asset_ctxs files, hftbacktest captures
             and .npz; --data FILE|DIR ..., several merged in time order), `events` (a JSON-lines
             file of normalised events, --data FILE), `live` (the Hyperliquid feed, --coin COIN,
-            --url for any server, e.g. `flowmm serve`; paper execution; recorded into the run
-            folder; exit 3 on a feed fault, 130 on Ctrl+C, orders cancelled either way).
+            --url for any server, e.g. `flowmm serve`; paper execution, or real orders with
+            --execute (docs/runbook.md); recorded into the run folder; exit 3 on a feed fault,
+            130 on Ctrl+C, orders cancelled either way).
             Prints the graph's warnings, progress on stderr, then a short summary.
             """
         ),
@@ -688,8 +759,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("live (paper execution; also --coin --ref-coin --spot-coin --duration)")
     g.add_argument("--url", help="REST base URL, the websocket at <url>/ws (default: the network's)")
     net = g.add_mutually_exclusive_group()
-    net.add_argument("--testnet", action="store_true", help="Hyperliquid testnet (feed and, later, orders)")
-    net.add_argument("--mainnet", action="store_true", help="Hyperliquid mainnet (the default)")
+    net.add_argument("--testnet", action="store_true", help="Hyperliquid testnet (feed and orders)")
+    net.add_argument(
+        "--mainnet",
+        action="store_true",
+        help="Hyperliquid mainnet (the feed's default; mainnet orders need it)",
+    )
     g.add_argument("--dex", help="HIP-3 dex of the coin (default: the main dex, or dex:COIN's)")
     g.add_argument("--address", help="your address: userFills and orderUpdates")
     g.add_argument(
@@ -710,6 +785,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="failed reconnects in a row before a fault (10)",
     )
+    g = p.add_argument_group("real execution (docs/runbook.md)")
+    g.add_argument(
+        "--execute",
+        action="store_true",
+        help="send real orders (key from FLOWMM_HL_SECRET_KEY; testnet unless --mainnet)",
+    )
+    g.add_argument("--max-position", type=float, metavar="Q", help="hard stop: |position| above Q contracts")
+    g.add_argument("--max-notional", type=float, metavar="USDC", help="hard stop: |position| x mid > USDC")
     p.add_argument("--seed", type=int, default=0, help="synthetic market seed (default: 0)")
     p.add_argument(
         "--duration",
@@ -804,6 +887,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", default="1", help="1 = real time, 10 = ten times, max (default: 1)")
     p.add_argument("--fault", action="append", default=[], metavar="KIND@FRAME[:ARG]", help="repeatable")
     p.add_argument("--keep-times", action="store_true", help="send the recorded exchange times unchanged")
+    p.add_argument(
+        "--exchange", action="store_true", help="also accept signed /exchange orders (rehearse --execute)"
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
