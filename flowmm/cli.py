@@ -254,7 +254,7 @@ def _open_live(args: argparse.Namespace):
         url=url, network=network, coin=args.coin, dex=args.dex or "", ref_coin=args.ref_coin,
         spot_coin=args.spot_coin, address=args.address, max_frames=args.max_frames,
         max_reconnects=args.max_reconnects, flush_ms=args.flush_ms, agg_sig_figs=agg,
-        duration_s=duration, **({"stale_ms": stale} if stale else {}),
+        fast_book=args.fast_book, duration_s=duration, **({"stale_ms": stale} if stale else {}),
     )  # fmt: skip
     record = None if args.record == "none" else Path(args.record or Path(args.out_dir) / "feed.rec.lz4")
     return Live(cfg, record=record)
@@ -774,6 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-frames", type=int, metavar="N", help="stop after N market-data frames")
     g.add_argument(
         "--agg-sig-figs", type=int, metavar="N", help="aggregated book (default 3 if the graph reads it)"
+    )
+    g.add_argument(
+        "--fast-book",
+        action="store_true",
+        help="also the 5-level l2Book pushed every ~0.5 s (fast: true), merged into source.book",
     )
     g.add_argument(
         "--flush-ms", type=float, default=5.0, metavar="MS", help="quiet this long closes a batch (5)"

@@ -107,6 +107,15 @@ def test_live_run_equals_the_replay_of_its_recording_cli(archive_rec, probe, tmp
     ).read_bytes()
 
 
+def test_fast_book_flag_opens_the_fast_connection(archive_rec, probe, tmp_path):
+    with LoopbackServer(archive_rec, speed=None, start_delay_s=0.05) as srv:
+        args = ["run", str(probe), "--source", "live", "--coin", "BTC", "--url", srv.url, "--fast-book",
+                "--max-frames", "200", "--out", str(tmp_path / "live"), "--no-progress"]  # fmt: skip
+        assert main(args) == 0
+    live = json.loads((tmp_path / "live" / "summary.json").read_text())["live"]
+    assert live["connections"]["fast"]["connects"] == 1 and live["fault"] is None
+
+
 def test_trades_and_interrupts_survive_the_round_trip(shared_data, root, tmp_path):
     """The real capture (books and trades, a 7-trade sweep): same trace and burst interrupts."""
     graph = load_graph(root / "graphs" / "demo.yaml")
