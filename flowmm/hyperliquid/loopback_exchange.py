@@ -307,6 +307,15 @@ class PaperExchange:
             return "Order must have minimum value of $10."
         return None
 
+    def _admit(self, w: dict, sz_dec: int) -> str | None:
+        """The rule error of order wire ``w`` (counted), or None once it is recorded as seen."""
+        err = self._check(w, sz_dec)
+        if err is not None:
+            self.stats["rule_violations"] += 1
+            return err
+        self.orders_seen.append(dict(w))
+        return None
+
     def _find(self, user: str, coin: str, ref: Any) -> tuple[_Account, int, int] | None:
         """(account, row, exchange oid) of an order by exchange oid (int) or cloid (hex)."""
         acc = self._account(user, coin)
@@ -327,12 +336,10 @@ class PaperExchange:
                 statuses.append({"error": "Invalid asset"})
                 continue
             coin, sz_dec = asset
-            err = self._check(w, sz_dec)
+            err = self._admit(w, sz_dec)
             if err is not None:
-                self.stats["rule_violations"] += 1
                 statuses.append({"error": err})
                 continue
-            self.orders_seen.append(dict(w))
             acc = self._account(user, coin)
             cloid = w.get("c")
             if cloid and self._find(user, coin, cloid) is not None:
@@ -388,12 +395,10 @@ class PaperExchange:
                 statuses.append({"error": "Cannot modify canceled or filled order"})
                 continue
             coin, sz_dec = asset
-            err = self._check(w, sz_dec)
+            err = self._admit(w, sz_dec)
             if err is not None:
-                self.stats["rule_violations"] += 1
                 statuses.append({"error": err})
                 continue
-            self.orders_seen.append(dict(w))
             acc, i, old = hit
             px, sz = float(w["p"]), float(w["s"])
             st = M.apply_action(now_ms * 1_000_000, ACT_MODIFY, np.nan, px, sz, float(old), self._book(coin),
