@@ -45,6 +45,12 @@ def shared_data():
 
 
 @pytest.fixture(scope="session")
+def probe() -> Path:
+    """tests/data/graphs/live_probe.yaml: the quoting graph of the loopback-server tests."""
+    return TEST_DATA / "graphs" / "live_probe.yaml"
+
+
+@pytest.fixture(scope="session")
 def archive_rec(tmp_path_factory) -> Path:
     """The BTC archive hour's first 3,000 l2Book frames as a flowmm recording (``<recv ns>
     <frame>`` lines), for the loopback server: the live feed's and real execution's tests."""

@@ -37,26 +37,6 @@ from flowmm.graph import load_graph
 from flowmm.hyperliquid.loopback import LoopbackServer
 from flowmm.sources.live import Live, LiveConfig, StaleGuard
 
-PROBE = """
-name: exec_probe
-instrument: {coin: BTC, sz_decimals: 5}
-clock: {quote_every_ms: 1000}
-execution: {ladder: quote.ladder}
-trace: [source.mid, exec.position, quote.ladder]
-nodes:
-  quote:
-    type: quoting.minimal
-    in: {mid: source.mid}
-    params: {half_spread_bps: 1.0, level_spacing_bps: 1.0, levels: 2, size: 0.001, sz_decimals: 5}
-"""
-
-
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("graphs") / "exec_probe.yaml"
-    path.write_text(PROBE)
-    return path
-
 
 @pytest.fixture
 def key(monkeypatch) -> str:

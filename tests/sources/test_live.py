@@ -27,26 +27,6 @@ from flowmm.sources.live import staleness as ST
 from flowmm.sources.replay import Replay
 
 CAPTURE = "hyperliquid/hftbacktest_ws_capture/btcusd_20250126.gz"
-PROBE = """
-name: live_probe
-instrument: {coin: BTC, sz_decimals: 5}
-clock: {quote_every_ms: 1000}
-execution: {ladder: quote.ladder}
-trace: [source.mid, exec.position, exec.pnl, quote.ladder, vol.sigma]
-nodes:
-  vol: {type: estimators.ewma_vol, in: {price: source.mid}, params: {half_life_s: 60}}
-  quote:
-    type: quoting.minimal
-    in: {mid: source.mid}
-    params: {half_spread_bps: 1.0, level_spacing_bps: 1.0, levels: 2, size: 0.001, sz_decimals: 5}
-"""
-
-
-@pytest.fixture(scope="module")
-def probe(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("graphs") / "live_probe.yaml"
-    path.write_text(PROBE)
-    return path
 
 
 def _same_trace(a: Path, b: Path) -> None:
