@@ -18,7 +18,7 @@ DEMO_EVENTS := flowmm/examples/btc_20250126_events.jsonl
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PIP_NO_INPUT := 1
 
-.PHONY: help setup graphviz demo test lint bench clean distclean
+.PHONY: help setup graphviz demo test lint bench clean distclean goldens
 
 help:
 	@echo "make demo       validate + render $(MAIN_GRAPH) and run it on the synthetic market with"
@@ -26,6 +26,7 @@ help:
 	@echo "make test       run the test suite"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make bench      run the benchmark scripts in bench/"
+	@echo "make goldens    regenerate the golden runs (tests/data/goldens) the engine must reproduce"
 	@echo "make clean      remove out/ and caches (distclean: the virtualenv too)"
 
 # -- setup -------------------------------------------------------------------------------
@@ -92,3 +93,9 @@ clean:
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info
+
+# -- goldens -----------------------------------------------------------------------------
+# Regenerate the golden runs the engine must reproduce bit for bit (tests/core/test_goldens.py);
+# commit the result with a message that says why they changed. `make goldens CASES="a b"` for some.
+goldens: $(STAMP)
+	$(PY) scripts/goldens.py write $(CASES)
