@@ -32,6 +32,7 @@ from flowmm.core import streams as S
 from flowmm.core.ports import PORT_TYPES
 from flowmm.execution import accounting as A
 from flowmm.execution import matching as M
+from flowmm.execution import paper_step as P
 from flowmm.execution import reconciler as R
 from flowmm.execution.fees import FeeSchedule
 
@@ -119,90 +120,72 @@ class PaperBroker:
         self.act_n = np.zeros(1, np.int64)
         self.rng = np.random.default_rng(self.params.seed)  # latency spikes: seeded, reproducible
         self.fill_rng = M.rng_state(self.params.seed)  # the intensity model's draws
-        self.last_intensity_t: int | None = None
-        self.pending: list[tuple[int, int, float, float, float, float]] = []  # (t, kind, side, px, sz, oid)
-        self.last_arrival = 0
-        self.ladder_seen = 0
-        self.orders_dirty = False
-        self.fills: list[tuple] = []
-        self.rejects = 0
-        self.actions_sent = 0
-        self.pnl_minutes: list[float] = []  # total PnL at each minute of event time (Sharpe)
-        self.next_minute: int | None = None
+        p = self.params
+        self.bk = np.zeros(P.B_COUNT, np.int64)
+        self.bk[P.B_INTENSITY] = p.fill_model == "intensity"
+        for kind, ns in self._latency_ns.items():
+            self.bk[P.B_LAT + kind] = ns
+        self.bkf = np.array([p.latency_spike_prob, p.latency_spike_mult], np.float64)
+        self.pq_t = np.zeros(P.PQ_CAPACITY, np.int64)  # pending actions: (t, kind, side, px, sz, oid)
+        self.pq_r = np.zeros((P.PQ_CAPACITY, 5), np.float64)
+        self.log_t = np.zeros(4096, np.int64)  # every fill, for fills.parquet
+        self.log_r = np.zeros((4096, P.LOG_WIDTH), np.float64)
+        self.min_v = np.zeros(1024, np.float64)  # total PnL at each minute of event time (Sharpe)
+        self.min_c = np.zeros(1024, np.int64)
 
-    # -- engine hooks ---------------------------------------------------------------------------
+    # the kernels keep these in ``bk``; the Hyperliquid broker reads and sets them by name
+    orders_dirty = property(lambda s: bool(s.bk[P.B_DIRTY]), lambda s, v: s.bk.__setitem__(P.B_DIRTY, v))
+    actions_sent = property(lambda s: int(s.bk[P.B_SENT]), lambda s, v: s.bk.__setitem__(P.B_SENT, v))
+    rejects = property(lambda s: int(s.bk[P.B_REJECTS]), lambda s, v: s.bk.__setitem__(P.B_REJECTS, v))
+
+    def grow_logs(self, fills: int, minutes: int) -> None:
+        """Room for ``fills`` more fill-log rows and ``minutes`` more minute-PnL rows."""
+        while self.bk[P.B_N_FILLS] + fills > len(self.log_t):
+            self.log_t = np.concatenate([self.log_t, np.zeros_like(self.log_t)])
+            self.log_r = np.concatenate([self.log_r, np.zeros_like(self.log_r)])
+        while self.bk[P.B_N_MIN] + minutes > len(self.min_v):
+            self.min_v = np.concatenate([self.min_v, np.zeros_like(self.min_v)])
+            self.min_c = np.concatenate([self.min_c, np.zeros_like(self.min_c)])
+
+    def check(self) -> None:
+        if self.bk[P.B_ERR]:
+            raise RuntimeError(f"paper broker: more than {P.PQ_CAPACITY} actions in flight")
+
+    # -- engine hooks (the compiled loop calls the same kernels, flowmm.execution.paper_step) --
     def next_time(self) -> int | None:
-        return self.pending[0][0] if self.pending else None
+        t = int(P.next_arrival(self.bk, self.pq_t))
+        return None if t == P.NO_ARRIVAL else t
 
     def before_batch(self, t: int) -> None:
         """Funding settlements and markouts due by ``t``, on the state before the batch."""
-        a, v, ver = self.acct, self.values, self.ver
-        mid = float(v[S.S_MID][0])
-        if t >= a.clock[A.T_NEXT_FUNDING]:
-            ctx = v[S.S_CTX]
-            px = next((x for x in (ctx[4], ctx[3], mid) if x == x), mid)  # oracle, mark, mid
-            A.funding_due(t, float(ctx[0]), float(px), a.acct, a.clock)
-        if t >= a.clock[A.T_NEXT_MARKOUT] and mid == mid:
-            mk_t, mk_r = v[S.S_MARKOUTS]
-            A.markouts_due(t, mid, a.pend_ctl, a.pend_t, a.pend_r, a.mk_stats, a.clock, mk_t, mk_r,
-                           ver[S.S_MARKOUTS : S.S_MARKOUTS + 1])  # fmt: skip
+        a, v = self.acct, self.values
+        mk_t, mk_r = v[S.S_MARKOUTS]
+        P.before_batch(t, v[S.S_MID], v[S.S_CTX], a.acct, a.clock, a.pend_ctl, a.pend_t, a.pend_r,
+                       a.mk_stats, mk_t, mk_r, self.ver)  # fmt: skip
 
     def on_batch(self, t: int, mid_before: float, trades: tuple[int, int] | None, book_ticked: bool) -> None:
         """Matching for one batch: its trades, its book, then the actions arriving at ``t``."""
-        v, ver = self.values, self.ver
+        v, a = self.values, self.acct
         fill_t, fill_r = v[S.S_FILLS]
-        fill_n = ver[S.S_FILLS : S.S_FILLS + 1]
-        first = int(fill_n[0])
-        args = (self.orders, self.aux, self.work, self.match_params, mid_before, fill_t, fill_r, fill_n)
-        if trades is not None and trades[1] > trades[0]:
-            tr_t, tr_r = v[S.S_TRADES]
-            M.on_trades(tr_t, tr_r, trades[0], trades[1], *args)
-        if book_ticked:
-            M.on_book(t, v[S.S_BOOK], *args)
-        if self.params.fill_model == "intensity" and mid_before == mid_before:
-            # quotes that rested over (last, t] fill at A*exp(-k*delta), delta from the mid then
-            dt = 0.0 if self.last_intensity_t is None else (t - self.last_intensity_t) * 1e-9
-            self.last_intensity_t = t
-            M.intensity_fills(t, dt, mid_before, self.orders, self.aux, self.work, self.match_params,
-                              self.fill_rng, fill_t, fill_r, fill_n)  # fmt: skip
-        while self.pending and self.pending[0][0] == t:
-            _, kind, side, px, sz, oid = self.pending.pop(0)
-            status = M.apply_action(t, kind, side, px, sz, oid, v[S.S_BOOK], self.orders, self.aux, self.work,
-                                    self.match_params)  # fmt: skip
-            self.rejects += status != M.ST_OK
-            self.orders_dirty = True
-        if int(fill_n[0]) > first:
-            self._book_fills(t, fill_t, fill_r, first, int(fill_n[0]))
-        if self.orders_dirty:
-            ver[S.S_ORDERS] += 1
-            A.quoting_from_orders(t, self.orders, self.acct.acct, self.acct.clock)
-        mid = float(v[S.S_MID][0])
-        if mid == mid:
-            A.mark(t, mid, self.acct.acct, self.acct.clock)
-            pnl = float(self.acct.acct[A.A_TOTAL_PNL])
-            if pnl != v[S.S_PNL][0]:  # ticks when the mark-to-market total changes
-                v[S.S_PNL][0] = pnl
-                ver[S.S_PNL] += 1
+        tr_t, tr_r = v[S.S_TRADES]
+        start, end = trades if trades is not None else (0, 0)
+        self.grow_logs(len(fill_t), 0)
+        P.on_batch(t, mid_before, start, end, book_ticked, tr_t, tr_r, v[S.S_BOOK], v[S.S_MID], self.orders,
+                   self.aux, self.work, self.match_params, self.fill_rng, fill_t, fill_r, self.bk, self.pq_t,
+                   self.pq_r, a.acct, a.clock, a.pend_ctl, a.pend_t, a.pend_r, self.log_t, self.log_r,
+                   v[S.S_POSITION], v[S.S_PNL], self.ver)  # fmt: skip
 
     def after_cycle(self, t: int) -> None:
         """Reconcile the desired ladder when it (or our orders) changed, or work was left undone."""
-        if self.next_minute is None:
-            self.next_minute = t
-        while t >= self.next_minute:
-            self.pnl_minutes.append(float(self.acct.acct[A.A_TOTAL_PNL]))
-            self.next_minute += 60 * 1_000_000_000
+        self.grow_logs(0, 1)
+        P.minute_pnl(t, self.acct.acct, self.bk, self.min_v, self.min_c)
         if self.ladder_port is None:
             return
-        ticked = self.ver[self.ladder_port] != self.ladder_seen
-        undone = self.rec_state[R.S_LAST_UNDONE] != 0
-        if not (ticked or self.orders_dirty or undone):
-            return
-        self.ladder_seen = int(self.ver[self.ladder_port])
-        self.orders_dirty = False
-        start = int(self.act_n[0])
-        R.reconcile(t, self.values[self.ladder_port], self.orders, self.rec_packed, self.rec_state,
-                    self.act_t, self.act_r, self.act_n)  # fmt: skip
-        self._send(t, start)
+        lp = self.ladder_port
+        start = P.reconcile_due(t, self.values[lp], self.ver[lp], self.orders, self.rec_packed,
+                                self.rec_state, self.act_t, self.act_r, self.act_n, self.bk)  # fmt: skip
+        if start >= 0:
+            self._send(t, int(start))
 
     def on_interrupt(self, t: int, side: float) -> None:
         start = int(self.act_n[0])
@@ -210,9 +193,7 @@ class PaperBroker:
         self._send(t, start)
 
     def finish(self, t: int) -> None:
-        mid = float(self.values[S.S_MID][0])
-        if mid == mid:
-            A.mark(t, mid, self.acct.acct, self.acct.clock)
+        P.finish_step(t, self.values[S.S_MID], self.acct.acct, self.acct.clock)
 
     # -- results --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
@@ -223,46 +204,30 @@ class PaperBroker:
     def _sharpe_1h(self) -> float | None:
         """mean/sd of one-minute PnL changes, times sqrt(60): the seed's "Sharpe (1h)". None when
         undefined (under three changes, or no variation)."""
-        d = np.diff(self.pnl_minutes)
+        n = int(self.bk[P.B_N_MIN])
+        d = np.diff(np.repeat(self.min_v[:n], self.min_c[:n]))
         if len(d) < 3 or not d.std(ddof=1) > 0:
             return None
         return float(d.mean() / d.std(ddof=1) * np.sqrt(60.0))
 
     def fills_table(self) -> pa.Table:
-        cols = ("t", "px", "sz", "side", "oid", "fee", "maker", "mid_ref")
-        rows = list(zip(*self.fills)) if self.fills else [[] for _ in cols]
-        return pa.table(
-            {c: pa.array(r, pa.int64() if c == "t" else pa.float64()) for c, r in zip(cols, rows)}
-        )
+        n = int(self.bk[P.B_N_FILLS])
+        cols = {"t": pa.array(self.log_t[:n], pa.int64())}
+        for i, c in enumerate(("px", "sz", "side", "oid", "fee", "maker", "mid_ref")):
+            cols[c] = pa.array(self.log_r[:n, i], pa.float64())
+        return pa.table(cols)
 
     # -- internals ------------------------------------------------------------------------------
     def _send(self, t: int, start: int) -> None:
-        end = int(self.act_n[0])
-        if end == start:
-            return
-        self.orders_dirty = True
-        self.ver[S.S_ORDERS] += 1  # statuses moved to pending
-        for i in range(start, end):
-            r = self.act_r[i % ACTION_RING]
-            kind = int(r[0])
-            latency = self._latency_ns[kind]
-            if self.params.latency_spike_prob and self.rng.random() < self.params.latency_spike_prob:
-                latency = int(latency * self.params.latency_spike_mult)
-            arrival = max(t + latency, self.last_arrival)  # one connection: requests stay in order
-            self.last_arrival = arrival
-            self.pending.append((arrival, kind, float(r[1]), float(r[2]), float(r[3]), float(r[4])))
-            self.actions_sent += 1
+        P.send(t, start, self.act_t, self.act_r, self.act_n, self.bk, self.bkf, self.pq_t, self.pq_r,
+               self.rng, self.ver)  # fmt: skip
+        self.check()
 
     def _book_fills(self, t: int, fill_t, fill_r, first: int, end: int) -> None:
         a = self.acct
-        cap = len(fill_t)
-        A.on_fills(fill_t, fill_r, first, end, a.acct, a.clock, a.pend_ctl, a.pend_t, a.pend_r)
-        for i in range(first, end):
-            r = fill_r[i % cap]
-            self.fills.append((int(fill_t[i % cap]), *map(float, r[:7])))
-        self.values[S.S_POSITION][0] = a.acct[A.A_Q]
-        self.ver[S.S_POSITION] += 1
-        self.orders_dirty = True
+        self.grow_logs(end - first, 0)
+        P.book_fills(fill_t, fill_r, first, end, a.acct, a.clock, a.pend_ctl, a.pend_t, a.pend_r, self.log_t,
+                     self.log_r, self.bk, self.values[S.S_POSITION], self.ver)  # fmt: skip
 
 
 def paper_broker_for(plan, source: Any = None) -> PaperBroker | None:
