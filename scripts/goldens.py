@@ -42,8 +42,9 @@ CAPTURE = "hyperliquid/hftbacktest_ws_capture/btcusd_20250126.gz"
 ARCHIVE = "hyperliquid/s3_archive_l2book/market_data_20240101_12_l2Book_BTC.lz4"
 SYN_DURATION = "10m"
 AS2008_DURATION = 60.0  # seconds of the textbook market (a 5-ms clock: 12,000 cycles)
-# summary keys that measure the machine or the cache, not the run
-TIMING_KEYS = {"wall_s", "backend"}
+# summary keys that measure the machine, or identify the code (version_hash covers the kernels'
+# source: any kernel edit changes it), not the run's behaviour
+TIMING_KEYS = {"wall_s", "backend", "version_hash"}
 # The 25-s capture trades too little to reach any graph's quotes under the queue model (0 fills
 # at 100-ms to 6-s clocks): on it the ladder graphs quote every second and fill by the
 # intensity model, A*exp(-k*delta) with k scaled to BTC's price, so matching, accounting and the
