@@ -313,8 +313,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
     broker = guard_for(broker, source)  # live, or a live recording: stale book and stop cancel all
-    # the paper broker runs on the reference engine until the fused loop drives it
-    backend = args.backend or ("python" if broker is not None else default_backend())
+    backend = args.backend  # None: the graph's run picks the compiled loop when the broker allows it
     if backend == "fused" and default_backend() != "fused":
         raise UsageError("backend 'fused' is not available in this installation", hint="use --backend python")
     # the status line redraws itself: only on a terminal, never into a log file
@@ -635,7 +634,7 @@ def _add_backend_option(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         help="engine: the reference interpreter or one generated numba loop "
-        "(default: fused when available, else python; graphs that quote run on python for now)",
+        "(default: fused; the real Hyperliquid broker and the live stale guard still drive python)",
     )
 
 

@@ -112,8 +112,6 @@ def run_one(
         graph = load_graph(Path(graph_path), node_dirs=list(node_dirs))
         source = open_synthetic(scenario, seed=seed, duration=duration)
         broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
-        if broker is not None:
-            backend = "python"  # the paper broker runs on the reference engine for now
         run = graph.run(source, broker=broker, out_dir=out_dir, backend=backend)
     except FlowmmError as exc:
         raise RunFailed(f"{graph_path}, seed {seed}: {exc.format()}", exc.exit_code) from None

@@ -89,16 +89,26 @@ class Graph:
         broker: Any = None,
         out_dir: str | Path | None = None,
         *,
-        backend: str = "python",
+        backend: str | None = None,
         progress: bool = False,
     ) -> Run:
         """Run the graph over a source's events.
 
-        ``backend``: ``"python"`` (the reference interpreter) or ``"fused"`` (one numba
-        function generated from the plan; same trace, much faster)."""
+        ``backend``: ``"fused"`` (one numba function generated from the plan, with the broker's
+        kernels inside when the broker offers them, ``kernel_args``) or ``"python"`` (the
+        interpreter, for a broker with Python hooks only: the Hyperliquid broker, the live stale
+        guard). ``None`` picks fused whenever the broker allows it."""
         provides = source.provides() | (broker.provides() if broker is not None else set())
         missing = self.check_source(provides)
         started = time.perf_counter()
+        compiled = broker is None or callable(getattr(broker, "kernel_args", None))
+        if backend is None:
+            backend = "fused" if compiled else "python"
+        if backend == "fused" and not compiled:
+            raise FlowmmError(
+                f"the broker {type(broker).__name__} has Python hooks only: it runs on the python backend",
+                hint="use backend='python' (--backend python), or no backend option",
+            )
         if backend == "python":
             from flowmm.core.engine import Interpreter
 
@@ -106,12 +116,7 @@ class Graph:
         elif backend == "fused":
             from flowmm.core.fused import FusedEngine
 
-            if broker is not None:
-                raise FlowmmError(
-                    "the paper broker runs on the python backend for now",
-                    hint="use backend='python' (--backend python); the fused loop gains the broker next",
-                )
-            engine = FusedEngine(self.plan)
+            engine = FusedEngine(self.plan, broker)
         else:
             raise ValueError(f"unknown backend {backend!r} (python | fused)")
         bar = _Progress(source.end_time) if progress else None

@@ -52,28 +52,41 @@ from numba.core.registry import CPUDispatcher
 
 from flowmm.core import events as E
 from flowmm.core import streams as S
+from flowmm.core.compile_notice import compile_notice
 from flowmm.core.events import EventTable
+from flowmm.core.node import kernel_py
 from flowmm.core.plan import NodePlan, Plan
 from flowmm.core.ports import PORT_TYPES
 from flowmm.core.streams import STREAM_INDEX
 from flowmm.errors import EngineError, Location
 
 NEVER = int(np.iinfo(np.int64).min)
-GENERATOR_VERSION = 1  # bump when the shape of the generated code changes
+GENERATOR_VERSION = 2  # bump when the shape of the generated code changes
 
-# engine state vector (int64 ``eng``)
+# engine state vector (int64 ``eng``); POS..FIN let a call that yielded resume exactly
 E_HAS_NEXT, E_NEXT, E_N_CYCLES, E_IRQ_SEEN, E_N_TRACE, E_N_IRQ = range(6)
 E_ERR, E_ERR_NODE, E_ERR_INPUT, E_ERR_BEHIND = range(6, 10)
-N_ENG = 10
+E_POS, E_T, E_BOOK_VER, E_AFTER, E_FIN, E_SEL, E_SEL_T, E_SEL_ARR = range(10, 18)
+N_ENG = 18
 _ENG_NAMES = (
     "E_HAS_NEXT", "E_NEXT", "E_N_CYCLES", "E_IRQ_SEEN", "E_N_TRACE", "E_N_IRQ",
-    "E_ERR", "E_ERR_NODE", "E_ERR_INPUT", "E_ERR_BEHIND",
+    "E_ERR", "E_ERR_NODE", "E_ERR_INPUT", "E_ERR_BEHIND", "E_POS", "E_T", "E_BOOK_VER", "E_AFTER", "E_FIN",
+    "E_SEL", "E_SEL_T", "E_SEL_ARR",
 )  # fmt: skip
-ERR_RING, ERR_TRACE_FULL, ERR_IRQ_FULL = 1, 2, 3
+ERR_RING = 1
+RET_DONE, RET_ERROR, RET_YIELD = 0, 1, 2  # run's return: chunk done; eng[ERR] set; buffers full
+# the paper broker's arrays (PaperBroker.kernel_args), passed after the engine's
+BROKER_ARGS = (
+    "bk", "bkf", "pq_t", "pq_r", "log_t", "log_r", "min_v", "min_c", "aux", "work", "mparams", "fill_rng",
+    "rec_params", "rec_state", "act_t", "act_r", "act_n", "acct", "aclock", "pend_ctl", "pend_t", "pend_r",
+    "mk_stats", "spike_rng",
+)  # fmt: skip
 
 # modules the generated code calls into besides the kernels' own (their source is hashed)
 _CORE_MODULES = (
     "flowmm.core.events", "flowmm.core.streams", "flowmm.core.ports", "flowmm.core.node", "flowmm.core.fused",
+    "flowmm.execution.paper_step", "flowmm.execution.matching", "flowmm.execution.accounting",
+    "flowmm.execution.reconciler", "flowmm.execution.fees",
 )  # fmt: skip
 # engine arrays passed to ``run`` after the event table, before the plan's arrays
 _ENGINE_ARGS = ("eng", "ver", "seen", "last_run", "irq_t", "irq_v", "tr_t", "tr_cycle", "tr_data")
@@ -138,7 +151,7 @@ class _Layout:
         # one import per distinct kernel, named after it (suffixed on a clash)
         aliases: dict[tuple[str, str], str] = {}
         for n in plan.nodes:
-            py = n.cls.kernel.py_func
+            py = kernel_py(n.cls.kernel)
             key = (py.__module__, py.__name__)
             if key not in aliases:
                 alias, i = f"k_{py.__name__}", 2
@@ -279,23 +292,88 @@ def _node_block(plan: Plan, lay: _Layout, n: NodePlan, base: str, in_cycle: bool
     return out
 
 
-def _interrupt(plan: Plan, lay: _Layout, base: str) -> list[str]:
-    """After each step: record an interrupt if ``execution.cancel`` ticked (point 6)."""
+def _interrupt(plan: Plan, lay: _Layout, base: str, broker: bool) -> list[str]:
+    """After each step: record an interrupt if ``execution.cancel`` ticked (point 6); with a
+    broker, cancel that side at once."""
     cp = plan.cancel_port
     if cp is None:
         return []
-    return [
+    out = [
         "",
         f"{base}# -- interrupt: execution.cancel = {plan.ports[cp].address} ticked in this step",
         f"{base}if ver[{cp}] != eng[IRQ_SEEN]:",
         f"{base}    eng[IRQ_SEEN] = ver[{cp}]",
         f"{base}    k = eng[N_IRQ]",
-        f"{base}    if k >= irq_t.shape[0]:",
-        f"{base}        eng[ERR] = ERR_IRQ_FULL",
-        f"{base}        return 1",
         f"{base}    irq_t[k] = now",
         f"{base}    irq_v[k] = {lay.port[cp]}[0]",
         f"{base}    eng[N_IRQ] = k + 1",
+    ]
+    if broker:
+        out.append(
+            _wrap_call("interrupt_step", ["now", f"{lay.port[cp]}[0]", _ORDERS, *_CANCEL_ARGS], base + "    ")
+        )
+    return out
+
+
+_ORDERS = "exec_orders"
+_SEND_ARGS = ["bk", "bkf", "pq_t", "pq_r", "spike_rng", "ver"]
+_CANCEL_ARGS = ["rec_state", "act_t", "act_r", "act_n", *_SEND_ARGS]
+
+
+def _broker_cycle(plan: Plan, lay: _Layout, base: str) -> list[str]:
+    """After a cycle step, before its trace row: the minute-PnL sample and the reconcile."""
+    out = ["", f"{base}# -- paper broker after the cycle: minute PnL, reconcile the ladder, send",
+           f"{base}minute_pnl(now, acct, bk, min_v, min_c)"]  # fmt: skip
+    lp = plan.ladder_port
+    if lp is not None:
+        args = ["now", lay.port[lp], f"ver[{lp}]", _ORDERS, "rec_params", *_CANCEL_ARGS]
+        out.append(_wrap_call("reconcile_step", args, base))
+    return out
+
+
+def _broker_batch(lay: _Layout, base: str, before: bool) -> list[str]:
+    """The paper broker around a batch's events: funding and markouts before; matching after."""
+    p = lay.port
+    if before:
+        mk_t, mk_r = p[S.S_MARKOUTS]
+        return [
+            f"{base}# -- paper broker before the batch: funding, markouts due (the state before it)",
+            _wrap_call(
+                "before_batch",
+                [
+                    "t",
+                    p[S.S_MID],
+                    p[S.S_CTX],
+                    "acct",
+                    "aclock",
+                    "pend_ctl",
+                    "pend_t",
+                    "pend_r",
+                    "mk_stats",
+                    mk_t,
+                    mk_r,
+                    "ver",
+                ],
+                base,
+            ),  # fmt: skip
+            f"{base}mid_before = {p[S.S_MID]}[0]",
+            f"{base}trades_before = ver[{S.S_TRADES}]",
+        ]
+    tr_t, tr_r = p[S.S_TRADES]
+    fl_t, fl_r = p[S.S_FILLS]
+    args = [
+        "t", "mid_before", "trades_before", f"ver[{S.S_TRADES}]",
+        f"ver[{S.S_BOOK}] + ver[{S.S_BBO}] != book_ver",
+        tr_t, tr_r, p[S.S_BOOK], p[S.S_MID], _ORDERS, "aux", "work", "mparams", "fill_rng", fl_t, fl_r, "bk",
+        "pq_t", "pq_r", "acct", "aclock", "pend_ctl", "pend_t", "pend_r", "log_t", "log_r", p[S.S_POSITION],
+        p[S.S_PNL], "ver",
+    ]  # fmt: skip
+    guard = ["t", p[S.S_TIMER], _ORDERS, *_CANCEL_ARGS]
+    return [
+        f"{base}# -- paper broker: matching (trades, book, arrivals), accounting, exec streams",
+        _wrap_call("on_batch", args, base),
+        f"{base}# -- the live stale guard, when it wraps the broker (a no-op otherwise)",
+        _wrap_call("guard_step", guard, base),
     ]
 
 
@@ -304,34 +382,40 @@ def _period(plan: Plan) -> int:
     return clock.quote_every_ms * 1_000_000 if clock.quote_every_ms else 0
 
 
-def fused_source(plan: Plan) -> str:
-    """The Python source of the fused module for ``plan`` (what ``FusedEngine`` compiles)."""
-    return _generate(plan, _Layout(plan))
+def fused_source(plan: Plan, broker: bool = False) -> str:
+    """The Python source of the fused module for ``plan`` (what ``FusedEngine`` compiles);
+    ``broker``: with the paper broker's kernels in the loop."""
+    return _generate(plan, _Layout(plan), broker)
 
 
-def _generate(plan: Plan, lay: _Layout) -> str:
-    period = _period(plan)
-    # kind dispatch: each applier gets only the stream arrays it writes (events.APPLIERS)
-    dispatch: list[str] = []
+def _dispatch(lay: _Layout, base: str) -> list[str]:
+    """Kind dispatch: each applier gets only the stream arrays it writes (events.APPLIERS)."""
+    out: list[str] = []
     for kind, (fn, addrs) in E.APPLIERS.items():
         arrays = []
         for addr in addrs:
             a = lay.port[STREAM_INDEX[addr]]
             arrays += list(a) if isinstance(a, tuple) else [a]
-        cond = "if" if not dispatch else "elif"
-        dispatch.append(f"            {cond} kd == {kind}:  # {E.KIND_NAMES[kind]}")
-        dispatch.append(_wrap_call(fn.__name__, ["t", "payload", "o", "ver", *arrays], " " * 16))
+        cond = "if" if not out else "elif"
+        out.append(f"{base}{cond} kd == {kind}:  # {E.KIND_NAMES[kind]}")
+        out.append(_wrap_call(fn.__name__, ["t", "payload", "o", "ver", *arrays], base + "    "))
+    return out
+
+
+def _header(plan: Plan, lay: _Layout, broker: bool) -> list[str]:
+    period = _period(plan)
     if period:
         clock_kind = f"a cycle every {period} ns of event time (cycle = boundary // PERIOD)"
     else:
         clock_kind = "on_book: a cycle after every batch that ticked source.book or source.bbo"
-    b3, b4 = " " * 12, " " * 8  # cycle step / batch indent
-    L: list[str] = [
+    step_fns = "before_batch, guard_step, interrupt_step, minute_pnl, next_arrival, on_batch, reconcile_step"
+    return [
         f'"""Fused engine of graph {plan.spec.name!r}: generated by flowmm.core.fused, do not edit.',
         "",
         f"Clock: {clock_kind}.",
         f"Schedule: {', '.join(n.name for n in plan.nodes) or '(no nodes)'}.",
-        "Semantics: flowmm/core/engine.py (points 1-6), which this function reproduces exactly.",
+        f"Execution: {'the paper broker (flowmm.execution.paper_step)' if broker else 'none'}.",
+        "Semantics: docs/scheduling.md and docs/execution.md.",
         '"""',
         "",
         "import numpy as np",
@@ -339,6 +423,7 @@ def _generate(plan: Plan, lay: _Layout) -> str:
         "",
         f"from flowmm.core.events import {', '.join(fn.__name__ for fn, _ in E.APPLIERS.values())}",
         "from flowmm.core.fused import enter_node",
+        *([f"from flowmm.execution.paper_step import NO_ARRIVAL, {step_fns}"] if broker else []),
         *lay.imports,
         "",
         f"NEVER = {NEVER}  # last_run of a node that never ran",
@@ -346,54 +431,122 @@ def _generate(plan: Plan, lay: _Layout) -> str:
         "ZERO = np.int64(0)",
         "# eng: the engine state vector (see flowmm.core.fused)",
         *(f"{name[2:]} = {i}" for i, name in enumerate(_ENG_NAMES)),
-        f"ERR_RING, ERR_TRACE_FULL, ERR_IRQ_FULL = {ERR_RING}, {ERR_TRACE_FULL}, {ERR_IRQ_FULL}",
+        f"ERR_RING = {ERR_RING}",
+        f"RET_DONE, RET_ERROR, RET_YIELD = {RET_DONE}, {RET_ERROR}, {RET_YIELD}",
         "",
         "",
         "@njit(cache=True)",
         "def run(",
-        lay.signature(("t_arr", "kind", "off", "payload", "finish", "end_time", *_ENGINE_ARGS)),
+        lay.signature(
+            (
+                "t_arr",
+                "kind",
+                "off",
+                "payload",
+                "finish",
+                "end_time",
+                *_ENGINE_ARGS,
+                *(BROKER_ARGS if broker else ()),
+            )
+        ),  # fmt: skip
         "):",
-        '    """Process one chunk of events, then (``finish``) the cycles up to ``end_time``.',
-        "",
-        "    Returns 0, or 1 with an error code left in eng[ERR] (Python raises it).",
+        '    """Process one chunk of events from eng[POS], then (``finish``) the broker arrivals and',
+        "    the cycles up to ``end_time``. Returns RET_DONE; RET_ERROR with eng[ERR] set (Python",
+        "    raises it); RET_YIELD when an output buffer is full (Python drains it and calls again).",
         '    """',
         "    n = t_arr.shape[0]",
-        "    i = 0",
-        "    t = NEVER  # time of the batch applied last",
-        "    book_ver = ZERO",
-        "    after_batch = False  # that batch's own cycle check is still due",
-        "    while True:",
+        "    i = eng[POS]",
+        "    t = eng[T]  # time of the batch applied last",
+        "    book_ver = eng[BOOK_VER]",
+        "    after_batch = eng[AFTER] != 0  # that batch's own cycle check is still due",
+    ]
+
+
+def _next_batch(broker: bool) -> list[str]:
+    """Choose the next batch: the next events, or a broker arrival before them (a batch of its
+    own). The choice is made before the cycles that precede that batch run, and holds until it
+    is applied: an arrival those cycles send, however soon, waits for the batch after (the
+    interpreter's order, which the goldens pin)."""
+    b = " " * 12
+    L = [
+        f"{b}if eng[SEL] == 0:",
+        f"{b}    if i < n:",
+        f"{b}        eng[SEL], eng[SEL_T], eng[SEL_ARR] = 1, t_arr[i], 0",
+    ]
+    if broker:
+        L += [
+            f"{b}    ta = next_arrival(bk, pq_t)",
+            f"{b}    if ta != NO_ARRIVAL and eng[FIN] == 0:",
+            f"{b}        if (i < n and ta < t_arr[i]) or (i >= n and finish and ta <= end_time):",
+            f"{b}            eng[SEL], eng[SEL_T], eng[SEL_ARR] = 1, ta, 1",
+        ]
+    L += [
+        f"{b}    if eng[SEL] == 0 and finish:",
+        f"{b}        eng[FIN] = 1  # finish: the arrivals up to end_time are done; the cycles left",
+        f"{b}has_batch = eng[SEL] != 0",
+        f"{b}tb = eng[SEL_T]",
+        f"{b}arrival = eng[SEL_ARR] != 0",
+    ]
+    return L
+
+
+def _yield_check(broker: bool) -> list[str]:
+    room = ["eng[N_TRACE] >= tr_t.shape[0]", "eng[N_IRQ] >= irq_t.shape[0]"]
+    if broker:
+        room += ["bk[B_N_FILLS] + exec_fills_t.shape[0] > log_t.shape[0]", "bk[B_N_MIN] >= min_v.shape[0]"]
+    return [
+        "        # ==== room for a step's outputs, else hand back to Python (it drains, calls again)",
+        "        if "
+        + " or ".join(room[:2])
+        + (" or (\n            " + " or ".join(room[2:]) + "\n        )" if broker else "")
+        + ":",
+        "            eng[POS], eng[T], eng[BOOK_VER], eng[AFTER] = i, t, book_ver, after_batch",
+        "            return RET_YIELD",
+    ]
+
+
+def _generate(plan: Plan, lay: _Layout, broker: bool = False) -> str:
+    period = _period(plan)
+    b3, b4 = " " * 12, " " * 8  # cycle step / batch indent
+    L = _header(plan, lay, broker)
+    L += ["    while True:", *_yield_check(broker)]
+    L += [
         "        # ==== is a quote cycle due now? (point 2)",
         "        due = False",
         "        now = t",
         "        cycle = ZERO",
+        "        has_batch = False",
+        "        tb = NEVER",
+        "        arrival = False",
+        "        if after_batch:",
+        "            after_batch = False",
     ]
     if period:
         L += [
-            "        if after_batch:",
-            "            after_batch = False",
             "            if eng[NEXT] == t:  # a boundary equal to t runs after the batch",
             "                due = True",
-            "        if not due and i < n:",
-            "            if eng[HAS_NEXT] == 0:",
-            "                eng[NEXT] = -(-t_arr[i] // PERIOD) * PERIOD",
-            "                eng[HAS_NEXT] = 1",
-            "            if eng[NEXT] < t_arr[i]:  # boundaries strictly before a batch run before it",
-            "                due = True",
+            "        if not due:",
+            *_next_batch(broker),
+            "            if has_batch:",
+            "                if eng[HAS_NEXT] == 0:",
+            "                    eng[NEXT] = -(-tb // PERIOD) * PERIOD",
+            "                    eng[HAS_NEXT] = 1",
+            "                if eng[NEXT] < tb:  # boundaries strictly before a batch run before it",
+            "                    due = True",
+            "                    now = eng[NEXT]",
+            "            elif finish and eng[HAS_NEXT] == 1 and eng[NEXT] <= end_time:",
+            "                due = True  # finish: the cycles left up to end_time (inclusive)",
             "                now = eng[NEXT]",
-            "        if not due and i >= n and finish and eng[HAS_NEXT] == 1 and eng[NEXT] <= end_time:",
-            "            due = True  # finish: the cycles left up to end_time (inclusive)",
-            "            now = eng[NEXT]",
             "        if due:",
             "            cycle = now // PERIOD",
         ]
     else:
         L += [
-            "        if after_batch:",
-            "            after_batch = False",
             f"            if ver[{S.S_BOOK}] + ver[{S.S_BBO}] != book_ver:  # the batch ticked the book",
             "                due = True",
             "                cycle = eng[N_CYCLES]",
+            "        if not due:",
+            *_next_batch(broker),
             "        if due:",
         ]
     L += [
@@ -403,14 +556,13 @@ def _generate(plan: Plan, lay: _Layout) -> str:
     ]
     for n in plan.nodes:
         L += _node_block(plan, lay, n, b3, in_cycle=True)
-    L += _interrupt(plan, lay, b3)
+    L += _interrupt(plan, lay, b3, broker)
+    if broker:
+        L += _broker_cycle(plan, lay, b3)
     L += [
         "",
         f"{b3}# -- trace row",
         f"{b3}k = eng[N_TRACE]",
-        f"{b3}if k >= tr_t.shape[0]:",
-        f"{b3}    eng[ERR] = ERR_TRACE_FULL",
-        f"{b3}    return 1",
         f"{b3}tr_t[k] = now",
         f"{b3}tr_cycle[k] = cycle",
     ]
@@ -422,22 +574,31 @@ def _generate(plan: Plan, lay: _Layout) -> str:
         L.append(f"{b3}eng[NEXT] = now + PERIOD")
     L += [
         f"{b3}continue",
-        "        if i >= n:",
-        "            return 0",
+        "        if not has_batch:",
+        "            eng[POS], eng[T], eng[BOOK_VER], eng[AFTER] = i, t, book_ver, False",
+        "            return RET_DONE",
         "",
-        "        # ==== the batch: every event at t, applied together (point 1)",
-        "        t = t_arr[i]",
-        "        j = i + 1",
-        "        while j < n and t_arr[j] == t:",
-        "            j += 1",
+        "        # ==== the batch at tb: every event at that time, applied together (point 1)",
+        "        eng[SEL] = 0",
+        "        t = tb",
+        f"        book_ver = ver[{S.S_BOOK}] + ver[{S.S_BBO}]",
     ]
-    if not period:
-        L.append(f"        book_ver = ver[{S.S_BOOK}] + ver[{S.S_BBO}]")
+    if broker:
+        L += _broker_batch(lay, b4, before=True)
     L += [
+        "        j = i",
+        "        if not arrival:",
+        "            j = i + 1",
+        "            while j < n and t_arr[j] == t:",
+        "                j += 1",
         "        for k in range(i, j):",
         "            o = off[k]",
         "            kd = kind[k]",
-        *dispatch,
+        *_dispatch(lay, " " * 12),
+    ]
+    if broker:
+        L += [""] + _broker_batch(lay, b4, before=False)
+    L += [
         "",
         "        # ==== event step (point 3): event-triggered nodes whose inputs ticked",
         "        now = t",
@@ -445,9 +606,14 @@ def _generate(plan: Plan, lay: _Layout) -> str:
     for n in plan.nodes:
         if n.trigger == "event":
             L += _node_block(plan, lay, n, b4, in_cycle=False)
-    L += _interrupt(plan, lay, b4)
+    L += _interrupt(plan, lay, b4, broker)
     L += ["        i = j", "        after_batch = True", ""]
-    return "\n".join(L)
+    src = "\n".join(L)
+    if broker:  # the broker's bk slots the yield check reads, as constants
+        from flowmm.execution import paper_step as P
+
+        src = src.replace("bk[B_N_FILLS]", f"bk[{P.B_N_FILLS}]").replace("bk[B_N_MIN]", f"bk[{P.B_N_MIN}]")
+    return src
 
 
 # -- the module file -------------------------------------------------------------------------
@@ -471,7 +637,7 @@ def _callee_modules(dispatchers: list) -> list[str]:
         if id(d) in seen:
             continue
         seen.add(id(d))
-        py = d.py_func
+        py = kernel_py(d)
         mods.append(py.__module__)
         for name in py.__code__.co_names:
             g = py.__globals__.get(name)
@@ -500,7 +666,7 @@ def module_path(plan: Plan, source: str | None = None) -> Path:
     kernel_mods = _callee_modules([n.cls.kernel for n in plan.nodes])
     h.update(_module_source_hash(kernel_mods + list(_CORE_MODULES)))
     for n in plan.nodes:  # also the kernels' bytecode: a module without source (a notebook) counts too
-        code = n.cls.kernel.py_func.__code__
+        code = kernel_py(n.cls.kernel).__code__
         h.update(code.co_code + repr(code.co_consts).encode() + repr(code.co_names).encode())
     h.update(f"{numba.__version__} {np.__version__} {sys.version_info[:2]} {GENERATOR_VERSION}".encode())
     name = re.sub(r"\W", "_", plan.spec.name)[:40]
@@ -509,7 +675,7 @@ def module_path(plan: Plan, source: str | None = None) -> Path:
 
 def _check_kernels(plan: Plan) -> None:
     for n in plan.nodes:
-        py = n.cls.kernel.py_func
+        py = kernel_py(n.cls.kernel)
         mod = sys.modules.get(py.__module__)
         if getattr(mod, py.__name__, None) is not n.cls.kernel:
             raise EngineError(
@@ -519,10 +685,10 @@ def _check_kernels(plan: Plan) -> None:
             )
 
 
-def load_module(plan: Plan) -> ModuleType:
+def load_module(plan: Plan, broker: bool = False) -> ModuleType:
     """Write (once, atomically) and import the fused module of ``plan``."""
     _check_kernels(plan)
-    source = fused_source(plan)
+    source = fused_source(plan, broker)
     path = module_path(plan, source)
     if path in _LOADED:
         return _LOADED[path]
@@ -572,11 +738,15 @@ class FusedTrace:
 
 
 class FusedEngine:
-    """Runs a plan through its generated numba function; same interface and trace as
-    ``flowmm.core.engine.Interpreter``."""
+    """Runs a plan through its generated numba function, with the paper broker's kernels in
+    the loop when given one (``flowmm.execution.paper.PaperBroker``)."""
 
-    def __init__(self, plan: Plan):
+    TRACE_ROWS = 1 << 16  # trace rows per call at most (the call yields, Python drains, resumes)
+    IRQ_ROWS = 1 << 12
+
+    def __init__(self, plan: Plan, broker: Any = None):
         self.plan = plan
+        self.broker = broker
         self.bufs = plan.allocate()
         self.values = self.bufs.values
         self.ver = self.bufs.ver
@@ -587,18 +757,38 @@ class FusedEngine:
         self.last_t: int | None = None
         self.trace = FusedTrace(plan)
         self.interrupts: list[tuple[int, float]] = []
-        self.module = load_module(plan)
+        if broker is not None:
+            broker.bind(plan, self.values, self.ver)
+        self.module = load_module(plan, broker is not None)
         self._run = self.module.run
         self._eng = np.zeros(N_ENG, np.int64)
+        self._eng[E_T] = NEVER
         self._arrays = tuple(_Layout(plan, self.values, self.states).args)
         ncols = len(plan.trace)
         self._tr = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, ncols)))
-        self._irq = (np.zeros(0, np.int64), np.zeros(0, np.float64))
+        self._irq = (np.zeros(1, np.int64), np.zeros(1, np.float64))
         self._empty = EventTable.empty()
+        self._first = True
+        # compile (or load from numba's cache) now, before the first event: a live feed must not
+        # go stale while numba compiles; an empty call changes no state
+        self._call(self._empty, 1, False, 0)
 
     @property
     def n_cycles(self) -> int:
         return int(self._eng[E_N_CYCLES])
+
+    def _kernel_labels(self) -> dict[Any, str]:
+        """Each node kernel (and, with a broker, each paper-broker kernel) -> what it is."""
+        labels: dict[Any, str] = {}
+        for n in self.plan.nodes:
+            name = f"{n.type_name} ({n.name})"
+            labels[n.cls.kernel] = f"{labels[n.cls.kernel]}, {n.name}" if n.cls.kernel in labels else name
+        if self.broker is not None:
+            from flowmm.execution import paper_step as P
+
+            for fn in (P.before_batch, P.on_batch, P.minute_pnl, P.reconcile_step, P.interrupt_step):
+                labels[fn] = f"paper broker: {fn.__name__}"
+        return labels
 
     # -- driving -----------------------------------------------------------------------------
     def process(self, table: EventTable) -> None:
@@ -613,49 +803,68 @@ class FusedEngine:
             cycles = max(0, (t1 - start) // self.period + 1)
         else:
             cycles = n  # at most one cycle per batch
-        self._call(table, cycles, n + cycles, False, 0)
+        self._call(table, cycles, False, 0)
         self.last_t = t1
 
     def finish(self, end_time: int | None) -> None:
-        """Run the cycles left up to ``end_time`` (inclusive)."""
-        if not self.period or end_time is None or not self._eng[E_HAS_NEXT]:
+        """Run the broker arrivals and the cycles left up to ``end_time`` (inclusive)."""
+        if end_time is None:
             return
-        cycles = max(0, (int(end_time) - int(self._eng[E_NEXT])) // self.period + 1)
-        if cycles:
-            self._call(self._empty, cycles, cycles, True, int(end_time))
+        if self.broker is None and (not self.period or not self._eng[E_HAS_NEXT]):
+            return
+        cycles = 1
+        if self.period and self._eng[E_HAS_NEXT]:
+            cycles = max(1, (int(end_time) - int(self._eng[E_NEXT])) // self.period + 1)
+        self._call(self._empty, cycles, True, int(end_time))
+        if self.broker is not None:
+            self.broker.finish(int(end_time))
 
-    def _call(self, table: EventTable, max_cycles: int, max_steps: int, finish: bool, end_time: int) -> None:
-        if len(self._tr[0]) < max_cycles:
+    def _call(self, table: EventTable, max_cycles: int, finish: bool, end_time: int) -> None:
+        rows = max(1, min(max_cycles, self.TRACE_ROWS))
+        if len(self._tr[0]) < rows:
             ncols = self._tr[2].shape[1]
-            self._tr = (
-                np.zeros(max_cycles, np.int64),
-                np.zeros(max_cycles, np.int64),
-                np.zeros((max_cycles, ncols)),
-            )
-        if self.plan.cancel_port is not None and len(self._irq[0]) < max_steps:
-            self._irq = (np.zeros(max_steps, np.int64), np.zeros(max_steps, np.float64))
+            self._tr = (np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.zeros((rows, ncols)))
+        if self.plan.cancel_port is not None and len(self._irq[0]) < self.IRQ_ROWS:
+            self._irq = (np.zeros(self.IRQ_ROWS, np.int64), np.zeros(self.IRQ_ROWS, np.float64))
         eng = self._eng
-        eng[E_N_TRACE] = eng[E_N_IRQ] = 0
+        eng[E_POS] = 0
         # contiguous int64/float64 views: one compiled specialisation for every chunk
         t = np.ascontiguousarray(table.t, np.int64)
         kind = np.ascontiguousarray(table.kind, np.int64)
         off = np.ascontiguousarray(table.off, np.int64)
         payload = np.ascontiguousarray(table.payload, np.float64)
-        self._run(
-            t, kind, off, payload, finish, end_time,
-            eng, self.ver, self.seen, self.last_run, *self._irq, *self._tr, *self._arrays,
-        )  # fmt: skip
-        k = int(eng[E_N_TRACE])
-        self.trace.add(self._tr[0][:k], self._tr[1][:k], self._tr[2][:k])
-        self.interrupts += [(int(a), float(b)) for a, b in zip(self._irq[0][: eng[E_N_IRQ]], self._irq[1])]
-        if eng[E_ERR]:
-            self._raise()
+        while True:
+            eng[E_N_TRACE] = eng[E_N_IRQ] = 0
+            extra = ()
+            if self.broker is not None:
+                self.broker.grow_logs(len(self.values[S.S_FILLS][0]), 1)
+                extra = self.broker.kernel_args()
+            args = (
+                t, kind, off, payload, finish, end_time,
+                eng, self.ver, self.seen, self.last_run, *self._irq, *self._tr, *extra, *self._arrays,
+            )  # fmt: skip
+            if self._first:  # numba compiles (or loads from its cache) at the first call
+                self._first = False
+                with compile_notice(self.plan.spec.name, self._kernel_labels(), self._run, str(cache_dir())):
+                    ret = self._run(*args)
+            else:
+                ret = self._run(*args)
+            k = int(eng[E_N_TRACE])
+            self.trace.add(self._tr[0][:k], self._tr[1][:k], self._tr[2][:k])
+            m = int(eng[E_N_IRQ])
+            self.interrupts += [(int(a), float(b)) for a, b in zip(self._irq[0][:m], self._irq[1][:m])]
+            if self.broker is not None:
+                self.broker.check()
+            if ret == RET_ERROR:
+                self._raise()
+            if ret == RET_DONE:
+                return
 
     def _raise(self) -> None:
         eng = self._eng
         code = int(eng[E_ERR])
-        if code != ERR_RING:  # a wrong upper bound: a bug of this module, not of the graph
-            raise RuntimeError(f"fused engine: internal buffer too small (code {code})")
+        if code != ERR_RING:  # a bug of this module, not of the graph
+            raise RuntimeError(f"fused engine: internal error (code {code})")
         n = self.plan.nodes[int(eng[E_ERR_NODE])]
         b = n.inputs[int(eng[E_ERR_INPUT])]
         pt = PORT_TYPES[b.decl.type]

@@ -47,6 +47,7 @@ from collections import namedtuple
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numba
 import numpy as np
 from numba import njit
 from numba.core.registry import CPUDispatcher
@@ -126,7 +127,7 @@ class Node:
         state = self.init_state()
         names = kernel_state_names(type(self))
         if len(state) != len(names):
-            py = self.kernel.py_func
+            py = kernel_py(self.kernel)
             raise NodeDefinitionError(
                 f"{type(self).__qualname__} ({self.type_name}): init_state() returns {len(state)} "
                 f"array(s), kernel {py.__name__} takes {len(names)} state parameter(s) {names}",
@@ -191,6 +192,12 @@ def _class_location(cls: type) -> Location:
     return Location(file, line, node=getattr(cls, "type_name", None) or None)
 
 
+def kernel_py(kernel: Any) -> Any:
+    """The Python function of a kernel: its ``py_func``, or the function itself when numba's
+    JIT is disabled (``NUMBA_DISABLE_JIT=1``: ``njit`` returns the function unchanged)."""
+    return getattr(kernel, "py_func", kernel)
+
+
 def _check_definition(cls: type[Node]) -> None:
     name = cls.type_name
     where = f"{cls.__module__}.{cls.__qualname__} ({name})"
@@ -200,11 +207,11 @@ def _check_definition(cls: type[Node]) -> None:
         raise NodeDefinitionError(
             f"{where}: a node needs a docstring (formula + seed section)", _class_location(cls)
         )
-    if not isinstance(cls.kernel, CPUDispatcher):
+    if not isinstance(cls.kernel, CPUDispatcher) and not (numba.config.DISABLE_JIT and callable(cls.kernel)):
         raise NodeDefinitionError(
             f"{where}: kernel must be an @njit(cache=True) function", _class_location(cls)
         )
-    py = cls.kernel.py_func
+    py = kernel_py(cls.kernel)
     if getattr(inspect.getmodule(py), py.__name__, None) is not cls.kernel:
         raise NodeDefinitionError(
             f"{where}: kernel must be a module-level function of its module", _class_location(cls)
@@ -262,13 +269,13 @@ def kernel_parameters(cls: type[Node]) -> list[tuple[str, str, str]]:
 
 def kernel_state_names(cls: type[Node]) -> list[str]:
     """The kernel's state parameter names (between ``params`` and the first port's)."""
-    names = list(inspect.signature(cls.kernel.py_func).parameters)
+    names = list(inspect.signature(kernel_py(cls.kernel)).parameters)
     return names[3 : len(names) - len(kernel_parameters(cls))]
 
 
 def _check_kernel_abi(cls: type[Node], where: str) -> None:
     """Parameter names and count against the convention; a mismatch names the port."""
-    py = cls.kernel.py_func
+    py = kernel_py(cls.kernel)
     loc = Location(inspect.getsourcefile(py), py.__code__.co_firstlineno, node=cls.type_name)
     head = f"{cls.__qualname__} ({cls.type_name}): kernel {py.__name__}"  # the location has the file
     sig = inspect.signature(py).parameters.values()

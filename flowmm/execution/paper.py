@@ -147,6 +147,16 @@ class PaperBroker:
             self.min_v = np.concatenate([self.min_v, np.zeros_like(self.min_v)])
             self.min_c = np.concatenate([self.min_c, np.zeros_like(self.min_c)])
 
+    def kernel_args(self) -> tuple:
+        """The arrays the compiled loop's broker kernels work on, in ``fused.BROKER_ARGS`` order."""
+        a = self.acct
+        return (
+            self.bk, self.bkf, self.pq_t, self.pq_r, self.log_t, self.log_r, self.min_v, self.min_c,
+            self.aux, self.work, self.match_params, self.fill_rng, self.rec_packed, self.rec_state,
+            self.act_t, self.act_r, self.act_n, a.acct, a.clock, a.pend_ctl, a.pend_t, a.pend_r, a.mk_stats,
+            self.rng,
+        )  # fmt: skip
+
     def check(self) -> None:
         if self.bk[P.B_ERR]:
             raise RuntimeError(f"paper broker: more than {P.PQ_CAPACITY} actions in flight")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from flowmm.core.streams import S_FILLS, S_MARKOUTS, S_ORDERS, S_PNL, S_POSITION
+from flowmm.core.streams import S_FILLS, S_MARKOUTS, S_ORDERS, S_PNL, S_POSITION, S_TIMER
 from flowmm.execution import accounting as A
 from flowmm.execution import matching as M
 from flowmm.execution import reconciler as R
@@ -55,7 +55,15 @@ B_N_FILLS = 12  # rows of the fill log
 B_N_MIN = 13  # rows of the minute-PnL log
 B_LAT = 14  # B_LAT + kind: latency of ACT_PLACE (1), ACT_CANCEL (2), ACT_MODIFY (3) in ns
 B_ERR = 18  # 1: the pending-action ring overflowed
-B_COUNT = 19
+# the live stale guard (flowmm.sources.live.guard), when it wraps the broker
+B_GUARD = 19  # 1: guard_step acts on staleness timers
+B_STALE = 20  # the book is stale: orders cancelled, the ladder not reconciled
+B_TIMER_SEEN = 21
+B_STALE_EVENTS = 22
+B_CANCEL_ALL = 23
+B_WITHDRAWN = 24  # quote cycles not reconciled because the book was stale
+B_COUNT = 25
+STALE_BASE, STALE_BOOK, STALE_END = 100, 1, 164  # staleness timer codes (flowmm.sources.live.staleness)
 # bkf layout
 BF_SPIKE_PROB, BF_SPIKE_MULT = 0, 1
 BF_COUNT = 2
@@ -210,6 +218,9 @@ def minute_pnl(t, acct, bk, min_v, min_c):
 def reconcile_due(t, ladder, ladder_ver, orders, rec_params, rec_state, act_t, act_r, act_n, bk):
     """After a quote cycle: reconcile the ladder when it (or our orders) changed, or work was
     left undone. Returns where the new actions start in the action ring (-1: not reconciled)."""
+    if bk[B_STALE] != 0:  # the stale guard withdrew the quotes
+        bk[B_WITHDRAWN] += 1
+        return -1
     ticked = ladder_ver != bk[B_LADDER_SEEN]
     undone = rec_state[R.S_LAST_UNDONE] != 0
     if not (ticked or bk[B_DIRTY] != 0 or undone):
@@ -238,6 +249,34 @@ def interrupt_step(t, side, orders, rec_state, act_t, act_r, act_n, bk, bkf, pq_
     start = act_n[0]
     R.cancel_side(t, side, orders, rec_state, act_t, act_r, act_n)
     send(t, start, act_t, act_r, act_n, bk, bkf, pq_t, pq_r, spike_rng, ver)
+
+
+@njit(cache=True)
+def book_stale(value):
+    """1 / 0 when ``value`` is a staleness timer code saying the book is stale / fresh, -1 when
+    it is not a staleness code (``flowmm.sources.live.staleness.book_stale``)."""
+    if not value == value or value < STALE_BASE or value >= STALE_END:
+        return -1
+    return 1 if (np.int64(value) - STALE_BASE) & STALE_BOOK else 0
+
+
+@njit(cache=True)
+def guard_step(t, timer, orders, rec_state, act_t, act_r, act_n, bk, bkf, pq_t, pq_r, spike_rng, ver):
+    """After a batch, the stale guard: a timer saying the book went stale cancels every order
+    and withdraws the quotes; one saying it is fresh again has the next cycle reconcile."""
+    if bk[B_GUARD] == 0 or ver[S_TIMER] == bk[B_TIMER_SEEN]:
+        return
+    bk[B_TIMER_SEEN] = ver[S_TIMER]
+    stale = book_stale(timer[0])
+    if stale < 0 or stale == bk[B_STALE]:
+        return
+    bk[B_STALE] = stale
+    if stale:
+        bk[B_STALE_EVENTS] += 1
+        bk[B_CANCEL_ALL] += 1
+        interrupt_step(t, 0.0, orders, rec_state, act_t, act_r, act_n, bk, bkf, pq_t, pq_r, spike_rng, ver)
+    else:
+        bk[B_DIRTY] = 1  # reconcile at the next cycle
 
 
 @njit(cache=True)

@@ -144,6 +144,26 @@ def test_bid_fills_in_a_selloff_are_adversely_selected():
     assert len(bid_as) > 10 and np.mean(bid_as) > 0  # positive AS = negative markout
 
 
-def test_the_fused_backend_refuses_a_broker_for_now():
+def test_the_compiled_loop_runs_the_paper_broker_as_the_interpreter_does():
+    runs = {
+        b: quoter().run(
+            Synthetic("calm", seed=0, duration="3m"), broker=PaperBroker(latency_spike_prob=0.3), backend=b
+        )
+        for b in ("python", "fused")
+    }
+    py, fu = runs["python"], runs["fused"]
+    assert fu.summary["backend"] == "fused" and py.summary["fills_buys"] + py.summary["fills_sells"] > 0
+    assert fu.trace.equals(py.trace) and fu.fills.equals(py.fills) and fu.interrupts == py.interrupts
+    assert {k: v for k, v in fu.summary.items() if k not in ("wall_s", "backend")} == {
+        k: v for k, v in py.summary.items() if k not in ("wall_s", "backend")
+    }
+
+
+def test_a_broker_with_python_hooks_only_is_refused_by_the_compiled_loop():
+    class PythonOnly(PaperBroker):
+        kernel_args = None  # like the Hyperliquid broker: network I/O in its hooks
+
     with pytest.raises(FlowmmError, match="python backend"):
-        quoter().run(Synthetic("calm", seed=0, duration="1m"), broker=PaperBroker(), backend="fused")
+        quoter().run(Synthetic("calm", seed=0, duration="1m"), broker=PythonOnly(), backend="fused")
+    run = quoter().run(Synthetic("calm", seed=0, duration="1m"), broker=PythonOnly())
+    assert run.summary["backend"] == "python"

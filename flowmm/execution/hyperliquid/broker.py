@@ -121,6 +121,7 @@ class HyperliquidBroker(PaperBroker):
     """Real execution for ``Graph.run(live, broker=StaleGuard(HyperliquidBroker(...)))``."""
 
     name = "hyperliquid"
+    kernel_args = None  # network I/O at every batch: Python hooks only, the engine's python backend
 
     def __init__(
         self,
