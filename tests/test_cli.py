@@ -487,7 +487,7 @@ def test_run_a_quoting_graph_trades_on_paper(tmp_path, capsys):
     args = ("run", str(ROOT / "graphs" / "minimal.yaml"), "--source", "synthetic", "--scenario", "trend_down")
     code, out, err = run_cli(capsys, *args, "--duration", "5m", "--out", str(out_dir))
     assert code == 0, err
-    assert "backend python" in out and "| Total PnL" in out  # the session table
+    assert "backend fused" in out and "| Total PnL" in out  # the session table
     for name in ("trace.parquet", "fills.parquet", "summary.json", "graph.svg", "report.html"):
         assert (out_dir / name).is_file(), name
     assert (out_dir / "plots" / "price.png").is_file()
