@@ -77,7 +77,7 @@ def child(kind: str, arg: str, graph_path: str, backend: str | None) -> None:
     out = {
         "events": s.get("events"),
         "cycles": s.get("cycles"),
-        "fills": (s.get("execution") or {}).get("fills", s.get("fills")),
+        "fills": s.get("fills_buys", 0) + s.get("fills_sells", 0),
         "open_s": round(opened, 2),
         "run_s": round(wall, 2),
         "rss_before_mb": round(before, 1),
