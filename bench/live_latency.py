@@ -16,10 +16,17 @@ the engine step and the broker. The REST bootstrap snapshot (it waits for the st
 out. Printed: p50 / p90 / p99 / max, and the same without the engine (arrival -> the chunk's
 release by the source), so the two costs are told apart.
 
+``--graph FILE`` runs a graph file instead of the minimal probe (``--on-book``: a quote cycle on
+every book, whatever its clock; its instrument is set to the data's coin), with paper execution,
+through ``Graph.run`` and whatever engine it picks: the engine + broker time of a chunk (a
+batch the live source released) is the time from the source handing it over to the engine
+asking for the next one, so the flush wait is excluded.
+
 Figures only, no asserts (DESIGN.md). Usage::
 
     python bench/live_latency.py                     # 1,500 frames at 50x (~20 s)
     python bench/live_latency.py --frames 300 --speed 20
+    python bench/live_latency.py --graph graphs/rfc_unified.yaml --on-book --frames 5587   # the hour
 """
 
 from __future__ import annotations
@@ -78,16 +85,48 @@ def pct(name: str, xs_ns: list[int]) -> str:
     return f"  {name:<34} p50 {p50:8.0f} us   p90 {p90:8.0f} us   p99 {p99:8.0f} us   max {a.max():8.0f} us"
 
 
+class _Timed:
+    """The live source, timing what happens between handing a chunk over and the next request
+    (the engine and broker on that chunk); everything else is the source's own."""
+
+    def __init__(self, live, book_kind: int):
+        self.live, self.book = live, book_kind
+        self.total: list[int] = []
+        self.held: list[int] = []
+        self.engine_ns: list[int] = []
+
+    def __getattr__(self, name):
+        return getattr(self.live, name)
+
+    def chunks(self):
+        stream_ns = time.time_ns()
+        for chunk in self.live.chunks():
+            arrivals = np.asarray(self.live.arrivals, np.int64)
+            # book events of websocket frames (the REST bootstrap snapshot waits for the stream)
+            books = np.nonzero((chunk.kind == self.book) & (arrivals >= stream_ns))[0]
+            released = time.time_ns()
+            yield chunk
+            done = time.time_ns()
+            self.engine_ns.append(done - released)
+            self.total += list(done - arrivals[books])
+            self.held += list(released - arrivals[books])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="a recording to stream (default: the archive hour's BTC books)")
     ap.add_argument("--frames", type=int, default=1500)
     ap.add_argument("--speed", type=float, default=50.0)
     ap.add_argument("--flush-ms", type=float, default=5.0)
+    ap.add_argument("--graph", type=Path, help="a graph file (default: the minimal probe graph)")
+    ap.add_argument("--on-book", action="store_true", help="a quote cycle on every book")
+    ap.add_argument("--backend", choices=("python", "fused"), help="default: what flowmm run picks")
     args = ap.parse_args()
 
+    import yaml
+
+    from flowmm.cli import default_backend
     from flowmm.core import events as E
-    from flowmm.core.engine import Interpreter
     from flowmm.execution.paper import paper_broker_for
     from flowmm.graph import load_graph
     from flowmm.hyperliquid.loopback import LoopbackServer, Recording
@@ -99,12 +138,17 @@ def main() -> int:
             return 2
         data = args.data or archive_recording(args.frames, Path(tmp))
         rec = Recording.load(data, limit=args.frames)
-        graph = load_graph(GRAPH)
+        spec = GRAPH if args.graph is None else yaml.safe_load(args.graph.read_text())
+        if args.graph is not None:
+            spec["instrument"] = {"coin": rec.coins[0], "sz_decimals": 5 if rec.coins[0] == "BTC" else 2}
+        if args.on_book:
+            spec["clock"] = {"on_book": True}
+        graph = load_graph(spec)
         with LoopbackServer(rec, speed=args.speed, start_delay_s=0.1) as srv:
             cfg = LiveConfig(url=srv.url, coin=rec.coins[0], stale_ms={}, flush_ms=args.flush_ms, bbo=False)
             live = Live(cfg, record=Path(tmp) / "feed.rec.lz4")
             broker = guard_for(paper_broker_for(graph.plan, live), live)
-            engine = Interpreter(graph.plan, broker)
+            backend = args.backend or ("python" if broker is not None else default_backend())
 
             def stop_when_streamed():
                 srv.finished.wait(3600)
@@ -112,29 +156,21 @@ def main() -> int:
                 live.stop("bench")
 
             threading.Thread(target=stop_when_streamed, daemon=True).start()
-            total, held, engine_ns, cycles = [], [], [], 0
-            started, stream_ns = time.perf_counter(), time.time_ns()
-            for chunk in live.chunks():
-                released = time.time_ns()
-                engine.process(chunk)
-                done = time.time_ns()
-                engine_ns.append(done - released)
-                arrivals = np.asarray(live.arrivals, np.int64)
-                # book events of websocket frames (the REST bootstrap snapshot waits for the stream)
-                books = np.nonzero((chunk.kind == E.BOOK) & (arrivals >= stream_ns))[0]
-                total += list(done - arrivals[books])
-                held += list(released - arrivals[books])
-            engine.finish(live.end_time)
+            timed = _Timed(live, E.BOOK)
+            started = time.perf_counter()
+            run = graph.run(timed, broker=broker, backend=backend)
             wall = time.perf_counter() - started
-            cycles = engine.n_cycles
+            cycles = run.summary["cycles"]
+            total, held, engine_ns = timed.total, timed.held, timed.engine_ns
     s = live.summary()
     print(
         f"live latency on the loopback server: {s['frames']:,} frames of {rec.coins[0]} at {args.speed:g}x,"
-        f" {cycles:,} quote cycles (on_book), python engine + paper broker, {wall:.1f} s wall"
+        f" {cycles:,} quote cycles (on_book), graph {graph.name}, {backend} engine + paper broker,"
+        f" {wall:.1f} s wall"
     )
     print(pct("arrival -> ladder (book events)", total))
     print(pct("arrival -> released by the source", held))
-    print(pct("engine + broker, per chunk", engine_ns))
+    print(pct("engine + broker, per batch (chunk)", engine_ns))
     print(
         f"  chunks {len(engine_ns):,}, timers {s['timers']:,} (flush {args.flush_ms:g} ms),"
         f" threads left {s['threads_left']}"
