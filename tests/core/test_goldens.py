@@ -42,3 +42,20 @@ def test_diff_names_the_first_differing_row_and_column():
     assert G.first_difference(a, a) is None
     assert G.first_difference(a, b) == "row 1 (t=2), column 'y': 6.0 != 6.5"
     assert G.table_hash(a) != G.table_hash(b)
+
+
+def test_the_same_generated_code_runs_with_the_jit_disabled(shared_data, tmp_path):
+    """The debugging mode (docs/scheduling.md): NUMBA_DISABLE_JIT=1 runs the generated engine
+    and the kernels as plain Python, to the same goldens (one quoting, one plain graph)."""
+    import os
+    import subprocess
+
+    shared_data(G.CAPTURE)
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1", FLOWMM_CACHE_DIR=str(tmp_path))
+    cases = ["minimal-synthetic-calm-1", "glft_minimal-capture", "demo-capture"]
+    out = subprocess.run(
+        [sys.executable, "-W", "ignore", str(ROOT / "scripts" / "goldens.py"), "check", *cases],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.split() == [w for c in cases for w in (f"{c}:", "ok")]
