@@ -31,6 +31,38 @@ class Source(Protocol):
     def chunks(self): ...
 
 
+class Broker(Protocol):
+    """What an execution layer provides (``flowmm.execution``): the exec streams and the hooks
+    the engine calls (docs/execution.md). ``PaperBroker`` also offers ``kernel_args()``, the
+    arrays its kernels work on, and then runs inside the compiled loop; a broker without it
+    (``kernel_args = None``: the Hyperliquid broker, whose hooks do network I/O) drives the
+    interpreter through these hooks."""
+
+    name: str
+
+    def provides(self) -> set[str]: ...
+
+    def bind(self, plan: Plan, values: list, ver: np.ndarray) -> None: ...
+
+    def next_time(self) -> int | None: ...
+
+    def before_batch(self, t: int) -> None: ...
+
+    def on_batch(
+        self, t: int, mid_before: float, trades: tuple[int, int] | None, book_ticked: bool
+    ) -> None: ...
+
+    def after_cycle(self, t: int) -> None: ...
+
+    def on_interrupt(self, t: int, side: float) -> None: ...
+
+    def finish(self, t: int) -> None: ...
+
+    def summary(self) -> dict[str, Any]: ...
+
+    def fills_table(self) -> pa.Table: ...
+
+
 @dataclass
 class Run:
     """What a run leaves: the trace (one row per quote cycle), interrupts, a summary."""
@@ -86,7 +118,7 @@ class Graph:
     def run(
         self,
         source: Source,
-        broker: Any = None,
+        broker: Broker | None = None,
         out_dir: str | Path | None = None,
         *,
         backend: str | None = None,
@@ -235,4 +267,4 @@ def load_graph(
     return Graph(plan, path_or_dict, node_dirs, strict, quote_every_ms)
 
 
-__all__ = ["Graph", "GraphError", "Run", "load_graph", "EventTable", "np"]
+__all__ = ["Broker", "Graph", "GraphError", "Run", "Source", "load_graph", "EventTable", "np"]
