@@ -1,6 +1,8 @@
-"""The reference engine: a Python loop over the plan that calls each node's kernel.
+"""The interpreter: a Python loop over the plan that calls each node's kernel.
 
-Semantics (docs/scheduling.md), shared exactly with the fused backend (``fused.py``):
+The engine is the generated numba loop (``fused.py``), paper execution included. This loop
+remains for a broker whose hooks are Python only (the real Hyperliquid broker: network I/O at
+every batch) and is held to the same traces. Semantics (docs/scheduling.md), shared exactly:
 
 1. Events are consumed in batches of equal exchange time ``t``.
 2. Clock ``quote_every_ms = P``: cycle boundaries are the multiples of P (ns) in event time;
@@ -53,7 +55,7 @@ class TraceBuilder:
 
 
 class Interpreter:
-    """Runs a plan event by event in Python; the reference the fused backend must match."""
+    """Runs a plan event by event in Python, driving a broker through its Python hooks."""
 
     def __init__(self, plan: Plan, broker=None):
         self.plan = plan
