@@ -634,7 +634,7 @@ def _add_backend_option(p: argparse.ArgumentParser) -> None:
         "--backend",
         choices=BACKENDS,
         help="engine: the reference interpreter or one generated numba loop "
-        "(default: fused; the real Hyperliquid broker and the live stale guard still drive python)",
+        "(default: fused, paper execution inside; --execute's Hyperliquid broker drives python)",
     )
 
 

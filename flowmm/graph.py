@@ -17,7 +17,7 @@ from flowmm.core.events import EventTable
 from flowmm.core.plan import Plan, load_plan
 from flowmm.errors import Diagnostic, FlowmmError, GraphError
 
-BACKENDS = ("python", "fused")  # the reference interpreter; one generated numba loop
+BACKENDS = ("python", "fused")  # the interpreter (brokers with Python hooks only); the generated loop
 
 
 class Source(Protocol):
@@ -128,8 +128,8 @@ class Graph:
 
         ``backend``: ``"fused"`` (one numba function generated from the plan, with the broker's
         kernels inside when the broker offers them, ``kernel_args``) or ``"python"`` (the
-        interpreter, for a broker with Python hooks only: the Hyperliquid broker, the live stale
-        guard). ``None`` picks fused whenever the broker allows it."""
+        interpreter, for a broker with Python hooks only: the Hyperliquid broker). ``None`` picks
+        fused whenever the broker allows it."""
         provides = source.provides() | (broker.provides() if broker is not None else set())
         missing = self.check_source(provides)
         started = time.perf_counter()
