@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import pickle
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -150,13 +151,18 @@ def _decode(kind, side, t, px, qty, bid_cap, ask_cap, levels):
     Bids are stored under key ``-px`` and asks under ``px``, both ascending, so a side's best
     levels are its first entries and "better than" / "up to" are prefixes.
     """
+    out_t, out_k, off, payload, _, _ = _decode_from(
+        kind, side, t, px, qty, np.empty(bid_cap + 1), np.empty(bid_cap + 1), 0,
+        np.empty(ask_cap + 1), np.empty(ask_cap + 1), 0, levels,
+    )  # fmt: skip
+    return out_t, out_k, off, payload
+
+
+@njit(cache=True)
+def _decode_from(kind, side, t, px, qty, bk, bv, nb, ak, av, na, levels):
+    """``_decode`` from a given book state (``bk, bv, nb`` bids, ``ak, av, na`` asks, updated in
+    place, room enough for the rows given); returns the events and the new level counts."""
     n = kind.shape[0]
-    bk = np.empty(bid_cap + 1)
-    bv = np.empty(bid_cap + 1)
-    ak = np.empty(ask_cap + 1)
-    av = np.empty(ask_cap + 1)
-    nb = 0
-    na = 0
     out_t = np.empty(n, np.int64)
     out_k = np.empty(n, np.int64)
     off = np.zeros(n + 1, np.int64)
@@ -226,7 +232,7 @@ def _decode(kind, side, t, px, qty, bid_cap, ask_cap, levels):
         out_k[m] = E.BOOK
         m += 1
         off[m] = p
-    return out_t[:m], out_k[:m], off[: m + 1], payload[:p]
+    return out_t[:m], out_k[:m], off[: m + 1], payload[:p], nb, na
 
 
 def _load(path: Path) -> np.ndarray:
@@ -276,6 +282,13 @@ _REASONS = ("no_flag", "other_clock", "order_level", "unknown_kind", "no_side") 
 def _select(ev, ts, px, qty, flag):
     """One pass over the file's rows: the market-by-price rows of the chosen clock, compacted,
     their times clamped to non-decreasing; per row the reason it was skipped (0: used)."""
+    out = _select_from(ev, ts, px, qty, flag, np.iinfo(np.int64).min)
+    return out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8]
+
+
+@njit(cache=True)
+def _select_from(ev, ts, px, qty, flag, last):
+    """``_select`` after rows whose last used time was ``last``; also returns the new ``last``."""
     n = ev.shape[0]
     kind = np.empty(n, np.int64)
     side = np.empty(n, np.int8)
@@ -284,7 +297,6 @@ def _select(ev, ts, px, qty, flag):
     q = np.empty(n)
     reason = np.zeros(n, np.int8)
     m = 0
-    last = np.iinfo(np.int64).min
     clamped = 0
     n_bid = 0
     n_ask = 0
@@ -320,7 +332,7 @@ def _select(ev, ts, px, qty, flag):
         p[m] = px[i]
         q[m] = qty[i]
         m += 1
-    return kind[:m], side[:m], t[:m], p[:m], q[:m], reason, clamped, n_bid, n_ask
+    return kind[:m], side[:m], t[:m], p[:m], q[:m], reason, clamped, n_bid, n_ask, last
 
 
 def read_npz(path: str | Path, *, clock: str = "exch", levels: int = BOOK_LEVELS) -> tuple[EventTable, dict]:
@@ -356,6 +368,127 @@ def read_npz(path: str | Path, *, clock: str = "exch", levels: int = BOOK_LEVELS
         "skipped_kinds": {KINDS.get(k, f"kind_{k}"): c for k, c in zip(ks.tolist(), cs.tolist())},
     }
     return EventTable(out_t, out_k, off, payload), counts
+
+
+def _row_blocks(path: Path, block: int) -> Iterator[np.ndarray] | None:
+    """The 'data' rows of an npz, ``block`` at a time, read from the zip member as a stream
+    (compressed or not); None if the file is not a plain 1-d array of hftbacktest's rows, so
+    that ``read_npz`` reports what is wrong with it."""
+    try:
+        zf = zipfile.ZipFile(path)
+        f = zf.open("data.npy")
+        version = np.lib.format.read_magic(f)
+        read = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
+        shape, fortran, dtype = read(f)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    names = dtype.names or ()
+    if (
+        len(shape) != 1
+        or fortran
+        or any(k not in names or dtype[k].kind not in v for k, v in _REQUIRED.items())
+    ):
+        f.close()
+        zf.close()
+        return None
+
+    def rows() -> Iterator[np.ndarray]:
+        with zf, f:
+            for lo in range(0, shape[0], block):
+                k = min(block, shape[0] - lo)
+                buf = f.read(k * dtype.itemsize)
+                if len(buf) != k * dtype.itemsize:
+                    raise SourceError("the npz's data ends early", Location(str(path)), hint=_HINT)
+                yield np.frombuffer(buf, dtype=dtype, count=k)
+
+    return rows()
+
+
+def read_npz_blocks(
+    path: str | Path, counts: dict, *, clock: str = "exch", levels: int = BOOK_LEVELS, block: int = 1 << 16
+) -> Iterator[EventTable]:
+    """``read_npz`` as a stream: the same events, in tables decoded from ``block`` rows of the
+    file at a time, so memory stays flat in the file's length; ``counts`` is filled in at the end.
+    A same-time run of depth rows is never cut (its rows wait for the next block), so the books
+    are those of the whole file."""
+    if clock not in ("exch", "local"):
+        raise UsageError(f"clock must be 'exch' or 'local', not {clock!r}")
+    path = Path(path)
+    blocks = _row_blocks(path, block)
+    if blocks is None:  # not streamable as it is: read it whole (and report what is wrong)
+        table, c = read_npz(path, clock=clock, levels=levels)
+        counts.update(c)
+        yield table
+        return
+    flag = _U_EXCH if clock == "exch" else _U_LOCAL
+    last = np.iinfo(np.int64).min
+    bk, bv, ak, av = np.empty(1), np.empty(1), np.empty(1), np.empty(1)
+    nb = na = 0
+    carry = None  # selected rows of the last time of the previous block (its run may go on)
+    n_rows = used = clamped = no_side = books = trades = 0
+    by_reason = np.zeros(len(_REASONS) + 1, np.int64)
+    kinds: dict[int, int] = {}
+    for arr in blocks:
+        ev = arr["ev"].astype(np.uint64)
+        sel = _select_from(
+            ev, arr["exch_ts" if clock == "exch" else "local_ts"].astype(np.int64),
+            arr["px"].astype(np.float64), arr["qty"].astype(np.float64), flag, last,
+        )  # fmt: skip
+        kind, side, t, px, qty, reason = sel[:6]
+        clamped, last = clamped + sel[6], sel[9]
+        n_rows += len(arr)
+        by_reason += np.bincount(reason, minlength=len(_REASONS) + 1)
+        for k, c in zip(*np.unique(ev[reason != 0] & _U_KIND, return_counts=True)):
+            kinds[int(k)] = kinds.get(int(k), 0) + int(c)
+        if carry is not None:
+            kind, side, t, px, qty = (np.concatenate([a, b]) for a, b in zip(carry, (kind, side, t, px, qty)))
+        cut = int(np.searchsorted(t, t[-1], "left")) if len(t) else 0
+        carry = tuple(a[cut:] for a in (kind, side, t, px, qty))
+        table, nb, na, bk, bv, ak, av = _decode_block(
+            (kind[:cut], side[:cut], t[:cut], px[:cut], qty[:cut]), bk, bv, nb, ak, av, na, levels
+        )
+        used, books = used + cut, books + int(np.count_nonzero(table.kind == E.BOOK))
+        trades += int(np.count_nonzero(kind[:cut] == TRADE_EVENT))
+        no_side += int(np.count_nonzero((kind[:cut] == TRADE_EVENT) & (side[:cut] == 0)))
+        yield table
+    if carry is not None and len(carry[0]):
+        table, nb, na, bk, bv, ak, av = _decode_block(carry, bk, bv, nb, ak, av, na, levels)
+        kind, side = carry[0], carry[1]
+        used, books = used + len(kind), books + int(np.count_nonzero(table.kind == E.BOOK))
+        trades += int(np.count_nonzero(kind == TRADE_EVENT))
+        no_side += int(np.count_nonzero((kind == TRADE_EVENT) & (side == 0)))
+        yield table
+    counts.update(
+        rows=n_rows,
+        used=used,
+        books=books,
+        trades=trades,
+        trades_no_side=no_side,
+        clamped=int(clamped),
+        skipped={r: int(by_reason[i + 1]) for i, r in enumerate(_REASONS)},
+        skipped_kinds={KINDS.get(k, f"kind_{k}"): c for k, c in sorted(kinds.items())},
+    )
+
+
+def _decode_block(rows, bk, bv, nb, ak, av, na, levels):
+    """Decode selected rows from the book state, growing the sides to fit the rows."""
+    kind, side, t, px, qty = rows
+    need_b = nb + int(np.count_nonzero(side > 0)) + 1
+    need_a = na + int(np.count_nonzero(side < 0)) + 1
+    if bk.shape[0] < need_b:
+        bk, bv = (
+            np.concatenate([bk[:nb], np.empty(need_b - nb)]),
+            np.concatenate([bv[:nb], np.empty(need_b - nb)]),
+        )
+    if ak.shape[0] < need_a:
+        ak, av = (
+            np.concatenate([ak[:na], np.empty(need_a - na)]),
+            np.concatenate([av[:na], np.empty(need_a - na)]),
+        )
+    out_t, out_k, off, payload, nb, na = _decode_from(kind, side, t, px, qty, bk, bv, nb, ak, av, na, levels)
+    return EventTable(out_t, out_k, off, payload), nb, na, bk, bv, ak, av
 
 
 # --------------------------------------------------------------------------- writing

@@ -33,7 +33,8 @@ the parser's source, so a stale cache is never read. ``cache=False`` parses into
 temporary store, removed with the source. The chunks delivered are those of the whole table
 (``Events.chunks``), whatever the store's own boundaries (:func:`flowmm.sources.store.rechunk`);
 ``.table`` still gives the whole cut table, read into memory on first use. An hftbacktest
-``.npz`` is decoded whole (its book keeping runs over the full array), then stored in chunks.
+``.npz`` is read the same way, its rows streamed from the zip member
+(:func:`flowmm.io.hftbacktest.read_npz_blocks`).
 
 **Speed.** ``speed=None`` delivers as fast as the engine takes it; ``speed=k`` paces event
 time at k × wall time (1 = real time), in slices of at most 50 ms of event time.
@@ -310,12 +311,10 @@ class Replay(StoredEvents, Events):
     def _parse(self, info: dict) -> Iterator[EventTable]:
         """The events, in blocks of about ``_BLOCK``; ``info`` is filled in at the end."""
         if NPZ in self.formats.values():
-            from flowmm.io.hftbacktest import read_npz
+            from flowmm.io.hftbacktest import read_npz_blocks
 
-            table, counts = read_npz(self.files[0])
-            for lo in range(0, len(table), _BLOCK):
-                yield table.slice(lo, min(lo + _BLOCK, len(table)))
-            del table
+            counts: dict = {}
+            yield from read_npz_blocks(self.files[0], counts)  # rows streamed from the zip member
             info.update(coin=self.options["coin"], parse=counts, session={}, meta=None, reads=[])
             return
         coin = self.options["coin"]
