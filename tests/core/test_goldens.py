@@ -59,3 +59,20 @@ def test_the_same_generated_code_runs_with_the_jit_disabled(shared_data, tmp_pat
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.split() == [w for c in cases for w in (f"{c}:", "ok")]
+
+
+@pytest.mark.parametrize(
+    "name", ["glft_minimal-synthetic-trend_down-0", "demo-capture", "as2008_symmetric-as2008-0"]
+)
+def test_a_call_that_hands_back_with_full_buffers_resumes_exactly(name, shared_data, monkeypatch):
+    """Tiny trace and interrupt buffers: the compiled loop yields every few cycles (and at each
+    interrupt) and resumes where it stopped; the runs still match their goldens."""
+    from flowmm.core.fused import FusedEngine
+
+    monkeypatch.setattr(FusedEngine, "TRACE_ROWS", 3)
+    monkeypatch.setattr(FusedEngine, "IRQ_ROWS", 1)
+    monkeypatch.setenv("FLOWMM_CACHE_DIR", str(ROOT / ".pytest_cache" / "flowmm-goldens"))
+    case = G.BY_NAME[name]
+    if case.source == "capture":
+        shared_data(G.CAPTURE)
+    assert G.compare(case, G.run_case(case), GOLDENS) == []
