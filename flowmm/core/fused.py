@@ -652,6 +652,11 @@ def _module_source_hash(names: list[str]) -> bytes:
     h = hashlib.sha256()
     for name in sorted(set(names)):
         mod = sys.modules.get(name)
+        if mod is None:  # not imported yet in this process: the name must not stand in for it
+            try:
+                mod = importlib.import_module(name)
+            except ImportError:
+                mod = None
         try:
             h.update(inspect.getsource(mod).encode() if mod is not None else name.encode())
         except (OSError, TypeError):
