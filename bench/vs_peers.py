@@ -96,6 +96,19 @@ def make_file(path: Path, rows: int, scenario: str, seed: int) -> dict:
 
 
 # -- flowmm children ----------------------------------------------------------------------------
+def engine_kwargs(broker, backend: str | None = None) -> dict:
+    """Graph.run's engine as ``flowmm run`` picks it. Today a broker runs on Graph.run's default
+    (the python interpreter) and a graph without one on ``default_backend()``; once the compiled
+    loop drives the broker (issue 16) its default is that, and nothing here needs to change."""
+    if backend is not None:
+        return {"backend": backend}
+    if broker is not None:
+        return {}
+    try:
+        from flowmm.cli import default_backend
+    except ImportError:  # no choice left to make
+        return {}
+    return {"backend": default_backend()}
 
 
 def _graph(name: str):
@@ -115,7 +128,6 @@ def _graph(name: str):
 
 
 def flowmm_child(name: str, data: str, warmup: str) -> dict:
-    from flowmm.cli import default_backend
     from flowmm.execution.paper import paper_broker_for
     from flowmm.sources.replay import Replay
 
@@ -126,10 +138,9 @@ def flowmm_child(name: str, data: str, warmup: str) -> dict:
         src = Replay(path, coin=COIN)
         load = time.perf_counter() - t0
         broker = paper_broker_for(graph.plan, src)
-        backend = "python" if broker is not None else default_backend()  # as `flowmm run` picks
         t0 = time.perf_counter()
-        run = graph.run(src, broker=broker, backend=backend)
-        return load, time.perf_counter() - t0, run.summary, backend
+        run = graph.run(src, broker=broker, **engine_kwargs(broker))
+        return load, time.perf_counter() - t0, run.summary, run.summary.get("backend", "?")
 
     once(warmup)  # compile / load kernels and the generated loop outside the timed run
     load, wall, s, backend = once(data)
