@@ -56,14 +56,20 @@ class _Listen(ev.Listener):
 
 ev.register("numba:compile", _Listen())
 import flowmm
-from flowmm.cli import default_backend
 from flowmm.execution.paper import paper_broker_for
 from flowmm.sources.synthetic import open_synthetic
 
 graph = flowmm.load_graph(sys.argv[2])
 source = open_synthetic("trend_down", seed=0, duration="2m")
 broker = paper_broker_for(graph.plan, source)
-backend = "python" if broker is not None else default_backend()
+kw = {}  # Graph.run's default engine for a broker, as `flowmm run` (python today, compiled later)
+if broker is None:
+    try:
+        from flowmm.cli import default_backend
+        kw = {"backend": default_backend()}
+    except ImportError:
+        pass
+backend = kw.get("backend", "default")
 
 
 class First:
@@ -84,7 +90,7 @@ class First:
             os._exit(0)
 
 
-graph.run(First(), broker=broker, backend=backend)
+graph.run(First(), broker=broker, **kw)
 print(json.dumps({"first_event_s": None, "error": "no event"}))
 """
 

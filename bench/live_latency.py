@@ -85,6 +85,21 @@ def pct(name: str, xs_ns: list[int]) -> str:
     return f"  {name:<34} p50 {p50:8.0f} us   p90 {p90:8.0f} us   p99 {p99:8.0f} us   max {a.max():8.0f} us"
 
 
+def engine_kwargs(broker, backend: str | None = None) -> dict:
+    """Graph.run's engine as ``flowmm run`` picks it. Today a broker runs on Graph.run's default
+    (the python interpreter) and a graph without one on ``default_backend()``; once the compiled
+    loop drives the broker (issue 16) its default is that, and nothing here needs to change."""
+    if backend is not None:
+        return {"backend": backend}
+    if broker is not None:
+        return {}
+    try:
+        from flowmm.cli import default_backend
+    except ImportError:  # no choice left to make
+        return {}
+    return {"backend": default_backend()}
+
+
 class _Timed:
     """The live source, timing what happens between handing a chunk over and the next request
     (the engine and broker on that chunk); everything else is the source's own."""
@@ -125,7 +140,6 @@ def main() -> int:
 
     import yaml
 
-    from flowmm.cli import default_backend
     from flowmm.core import events as E
     from flowmm.execution.paper import paper_broker_for
     from flowmm.graph import load_graph
@@ -148,7 +162,6 @@ def main() -> int:
             cfg = LiveConfig(url=srv.url, coin=rec.coins[0], stale_ms={}, flush_ms=args.flush_ms, bbo=False)
             live = Live(cfg, record=Path(tmp) / "feed.rec.lz4")
             broker = guard_for(paper_broker_for(graph.plan, live), live)
-            backend = args.backend or ("python" if broker is not None else default_backend())
 
             def stop_when_streamed():
                 srv.finished.wait(3600)
@@ -158,7 +171,8 @@ def main() -> int:
             threading.Thread(target=stop_when_streamed, daemon=True).start()
             timed = _Timed(live, E.BOOK)
             started = time.perf_counter()
-            run = graph.run(timed, broker=broker, backend=backend)
+            run = graph.run(timed, broker=broker, **engine_kwargs(broker, args.backend))
+            backend = run.summary.get("backend", "?")
             wall = time.perf_counter() - started
             cycles = run.summary["cycles"]
             total, held, engine_ns = timed.total, timed.held, timed.engine_ns
