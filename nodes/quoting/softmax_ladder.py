@@ -31,7 +31,6 @@ R_EU, R_W, R_MIN, R_KEPT, R_LOTS = range(5)
 N_ROWS = 5
 # counters (float state): side-cycles on which a positive side total could not be quoted
 C_DROP_BID, C_DROP_ASK = range(2)
-EMIT_ALL = (1 << 9) - 1
 # bid_dropped / ask_dropped: why a side with a positive total quotes nothing
 BELOW_MIN, NO_EDGE = 1.0, 2.0
 
@@ -172,31 +171,33 @@ def _value(x, fallback):
 @njit(cache=True)
 def softmax_ladder_kernel(
     now, dt, params, sc, counts,
-    mid, mid_t, bid_depth, bid_depth_t, ask_depth, ask_depth_t, bid_total, bid_total_t,
-    ask_total, ask_total_t, q_in, q_t, gamma, gamma_t, sigma, sigma_t, tox, tox_t, mu, mu_t,
-    as_in, as_t, k_bid, k_bid_t, k_ask, k_ask_t, shift_in, shift_t,
-    bid_sizes, ask_sizes, bid_util, ask_util, bid_quoted, ask_quoted, bid_dropped, ask_dropped, n_dropped,
+    mid, mid_ticked, bid_depth, bid_depth_ticked, ask_depth, ask_depth_ticked,
+    bid_total, bid_total_ticked, ask_total, ask_total_ticked, q, q_ticked, gamma, gamma_ticked,
+    sigma, sigma_ticked, toxicity, toxicity_ticked, mu, mu_ticked, as_scale, as_scale_ticked,
+    k_bid, k_bid_ticked, k_ask, k_ask_ticked, shift, shift_ticked,
+    bid_sizes, ask_sizes, bid_utility, ask_utility, bid_quoted, ask_quoted, bid_dropped, ask_dropped,
+    n_dropped,
 ):  # fmt: skip
     m = mid[0]
     if not (m > 0.0) or math.isinf(m):
-        return 0  # no mid: nothing to allocate (the ladder withholds)
-    q = _value(q_in[0], 0.0)
+        return EMIT.NONE  # no mid: nothing to allocate (the ladder withholds)
+    qv = _value(q[0], 0.0)
     sig = max(_value(sigma[0], params[P_SIGMA]), 1e-12)
     g = max(_value(gamma[0], params[P_GAMMA]), 0.0)
-    pi = min(max(_value(tox[0], 0.0), 0.0), 1.0)
-    as_scale = max(_value(as_in[0], params[P_AS_SCALE]), 0.0)
+    pi = min(max(_value(toxicity[0], 0.0), 0.0), 1.0)
+    a_s = max(_value(as_scale[0], params[P_AS_SCALE]), 0.0)
     c_risk = g * sig * sig * params[P_TAU]  # bps per contract per contract
     f_dir = 1.0 + abs(_value(mu[0], 0.0)) * math.sqrt(params[P_HORIZON]) / sig
-    shift = _value(shift_in[0], 0.0)
+    sh = _value(shift[0], 0.0)
     for s in range(2):
         side = 1.0 if s == 0 else -1.0
         depth = bid_depth[0] if s == 0 else ask_depth[0]
         tot = _value(bid_total[0] if s == 0 else ask_total[0], params[P_TOTAL])
         kk = _value(k_bid[0] if s == 0 else k_ask[0], params[P_K])
         sizes = bid_sizes if s == 0 else ask_sizes
-        util = bid_util if s == 0 else ask_util
+        util = bid_utility if s == 0 else ask_utility
         quoted, dropped = _side(
-            sc, s * N_ROWS, side, m, depth, tot, q, params, pi, as_scale, c_risk, f_dir, shift, max(kk, 0.0),
+            sc, s * N_ROWS, side, m, depth, tot, qv, params, pi, a_s, c_risk, f_dir, sh, max(kk, 0.0),
             sizes, util,
         )  # fmt: skip
         counts[s] += 1.0 if dropped == BELOW_MIN else 0.0
@@ -207,7 +208,7 @@ def softmax_ladder_kernel(
             ask_quoted[0] = quoted
             ask_dropped[0] = dropped
     n_dropped[0] = counts[C_DROP_BID] + counts[C_DROP_ASK]
-    return EMIT_ALL
+    return EMIT.ALL
 
 
 class SoftmaxLadder(Node):
@@ -370,3 +371,6 @@ class SoftmaxLadder(Node):
 
     def init_state(self):
         return np.zeros((2 * N_ROWS, LADDER_LEVELS)), np.zeros(2)  # scratch rows, drop counters
+
+
+EMIT = SoftmaxLadder.EMIT  # the kernel's named emit bits (compile-time constants)
