@@ -61,7 +61,10 @@ class LegacyMargin(Node):
     flat ladder keeps its logged sizes and a long position shrinks the bids and grows the asks
     (0.79 / 1.21 at r = 0.355) - a slight asymmetry, which is what seed 004 criticises. The
     quoter applies them on top of the toxicity and zone multipliers (and under the red zone's
-    reduce-only cap).
+    reduce-only cap). A consistency check against seed 000 (not a fit): RC3's "total bid exposure
+    went from ~5.66 to ~4.71" while bid_size_mult went 0.98 -> 0.89 is a 0.832 ratio, which the
+    toxicity multiplier alone (0.908) does not reach; with the split between the logged positions
+    0.74 and 2.12 (bid scale 0.968 -> 0.909) the two give 0.852.
 
     Edge cases: r NaN/inf or not wired -> an even split (scales 1); |split r| > 1 -> the whole
     margin to one side. Emitted on every run. Cycle-triggered, hot."""
