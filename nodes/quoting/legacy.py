@@ -354,6 +354,10 @@ class LegacyQuoter(Node):
       the red zone's reduce-only cap (bid_size_mult / ask_size_mult stay the logged toxicity x
       yellow multipliers).
 
+    RC4's worked values: 1.19 at 25 % and 1.75 at 50 % are 1 + 3u^2 (1.1875, 1.75); its "by 80 %
+    when it hits 3.56" is not (1 + 3 x 0.8^2 = 2.92; 3.56 would be u = 0.92): the formula, which
+    the other two points and CONVENTIONS.md agree on, is kept.
+
     Choices where the logs are silent (all parameters):
 
     * Skew: the logs give the skew at one point only, 0.73 bps at q = 4.87 (~0.15 bps per
