@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from numba import njit
 from pydantic import ValidationError
 
-from flowmm.execution.hyperliquid_rules import ROUND_DOWN, min_size_for_value, px_below, round_px
+from flowmm.execution.hyperliquid_rules import ROUND_DOWN, ROUND_UP, min_size_for_value, px_below, round_px
 from flowmm.testing import NodeHarness, allocations, example_args
 
 S = 1_000_000_000
@@ -227,3 +227,59 @@ def test_kernel_allocates_nothing_per_cycle():
     args = (a[2], a[3], a[4], ins, outs)
     assert _drive(50, *args) > 0
     assert allocations(_drive, 1, *args) == allocations(_drive, 400, *args)
+
+
+def reference(
+    depth, total, side, q, pi, mu, k, temp, n=4, spacing=2.0, fee=1.5, as_scale=10.0, c=0.12, sigma=1.0
+):
+    """Stage 6 written out again in plain Python, from the docstring's formulas (sizes in lots)."""
+    f_dir = 1 + abs(mu) * math.sqrt(30.0) / sigma
+    d = [depth + spacing * i for i in range(n)]
+    u = [
+        d[i] - fee - pi * (as_scale + d[i]) - f_dir * c * side * (q + side * (i + 0.5) * total / n)
+        for i in range(n)
+    ]
+    kept = [x > 0 for x in u]
+    if any(kept):
+        score, t = [math.exp(-k * d[i]) * u[i] for i in range(n)], temp
+    elif side * q < 0:
+        kept, score, t = [True] * n, [-k * x for x in d], 1.0
+    else:
+        return [0] * n
+    if side > 0:  # one tick below the rounded bid (the ladder may push it a tick)
+        px = [px_below(round_px(MID * (1 - x * 1e-4), 2, True, ROUND_DOWN), 2, True) for x in d]
+    else:
+        px = [round_px(MID * (1 + x * 1e-4), 2, True, ROUND_UP) for x in d]
+    mins = [round(min_size_for_value(p, 2, 10.0) * 100) for p in px]
+    lots_total = math.floor(total * 100 + 1e-9)
+    top = max(score[i] for i in range(n) if kept[i])
+    w = [math.exp((score[i] - top) / t) if kept[i] else 0.0 for i in range(n)]
+    while any(kept):
+        ws = sum(w[i] for i in range(n) if kept[i])
+        lots = [math.floor(lots_total * w[i] / ws) if kept[i] else 0 for i in range(n)]
+        best = max((i for i in range(n) if kept[i]), key=lambda i: (w[i], -i))
+        lots[best] += lots_total - sum(lots)
+        if all(lots[i] >= mins[i] for i in range(n) if kept[i]):
+            return lots
+        weakest = min((i for i in range(n) if kept[i]), key=lambda i: (w[i], -i))
+        kept[weakest] = False
+    return [0] * n
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    depth=st.floats(1.5, 25.0),
+    total=st.floats(0.0, 10.0),
+    q=st.floats(-8.0, 8.0),
+    pi=st.floats(0.0, 0.8),
+    mu=st.floats(-0.5, 0.5),
+    k=st.floats(0.0, 1.0),
+    temp=st.floats(0.1, 20.0),
+)
+def test_allocation_matches_an_independent_reference(depth, total, q, pi, mu, k, temp):
+    out = step(
+        {"temperature_bps": temp}, bid_depth=depth, ask_depth=depth, bid_total=total, ask_total=total,
+        q=q, toxicity=pi, mu=mu, k_bid=k, k_ask=k, gamma=0.002, sigma=1.0,
+    )  # fmt: skip
+    assert lots(out["bid_sizes"]) == reference(depth, total, 1, q, pi, mu, k, temp)
+    assert lots(out["ask_sizes"]) == reference(depth, total, -1, q, pi, mu, k, temp)
