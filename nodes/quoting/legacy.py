@@ -152,36 +152,24 @@ def _tox_mult(tox, threshold):
 
 
 @njit(cache=True)
+def _factor(x):
+    """An optional multiplier input: its value when finite and >= 0, else 1 (not wired)."""
+    if x >= 0.0 and not math.isinf(x):
+        return x
+    return 1.0
+
+
+@njit(cache=True)
 def legacy_quoter_kernel(
-    now,
-    dt,
-    params,
-    st,
-    mid,
-    mid_ticked,
-    position,
-    position_ticked,
-    drift_adj,
-    drift_adj_ticked,
-    toxicity_bid,
-    toxicity_bid_ticked,
-    toxicity_ask,
-    toxicity_ask_ticked,
-    trend,
-    trend_ticked,
-    ladder,
-    zone,
-    gate,
-    utilization,
-    inventory_scalar,
-    skew_bps,
-    bid_depth_bps,
-    ask_depth_bps,
-    bid_size_mult,
-    ask_size_mult,
-    signal_weight,
-    gate_signal,
-):
+    now, dt, params, st,
+    mid, mid_ticked, position, position_ticked, drift_adj, drift_adj_ticked,
+    toxicity_bid, toxicity_bid_ticked, toxicity_ask, toxicity_ask_ticked, trend, trend_ticked,
+    q_max, q_max_ticked, effective_q, effective_q_ticked, bid_size_scale, bid_size_scale_ticked,
+    ask_size_scale, ask_size_scale_ticked, bid_spread_mult, bid_spread_mult_ticked,
+    ask_spread_mult, ask_spread_mult_ticked,
+    ladder, zone, gate, utilization, inventory_scalar, skew_bps, bid_depth_bps, ask_depth_bps,
+    bid_size_mult, ask_size_mult, signal_weight, gate_signal, q_max_used,
+):  # fmt: skip
     m = mid[0]
     if not (m > 0.0) or math.isinf(m):
         if st[0] == 1.0:
@@ -200,9 +188,15 @@ def legacy_quoter_kernel(
     if tr != tr or math.isinf(tr):
         tr = 0.0
 
-    u = abs(q) / params[Q_QMAX]
+    qm = params[Q_QMAX]
+    if q_max[0] > 0.0 and not math.isinf(q_max[0]):
+        qm = q_max[0]  # the dynamic max position (quoting.legacy_max_position)
+    qs = effective_q[0]
+    if qs != qs or math.isinf(qs):
+        qs = q  # no position manager: the skew sees the position itself
+    u = abs(q) / qm
     sc = 1.0 + params[Q_SCALAR] * u * u
-    sk = params[Q_SKEW] * q * sc  # bps; long -> bids further, asks closer
+    sk = params[Q_SKEW] * qs * sc  # bps; long -> bids further, asks closer
     if u < params[Q_GREEN]:
         z = ZONE_GREEN
     elif u <= params[Q_RED]:
@@ -222,10 +216,12 @@ def legacy_quoter_kernel(
     # the accumulating side (bids when long): widened and shrunk in yellow, gone in red
     acc = 0.0 if q == 0.0 else (1.0 if q > 0.0 else -1.0)
     half = params[Q_HALF]
-    bd = half - 0.5 * d + sk
-    ad = half + 0.5 * d - sk
+    bd = half * _factor(bid_spread_mult[0]) - 0.5 * d + sk  # pre_fill_as: the side's half-spread widened
+    ad = half * _factor(ask_spread_mult[0]) + 0.5 * d - sk
     bm = _tox_mult(toxicity_bid[0], params[Q_TOX])
     am = _tox_mult(toxicity_ask[0], params[Q_TOX])
+    ms_b = _factor(bid_size_scale[0])  # the side's margin share (quoting.legacy_margin), 1 when flat
+    ms_a = _factor(ask_size_scale[0])
     if z == ZONE_YELLOW:
         if acc > 0.0:
             bd += params[Q_Y_WIDEN]
@@ -250,6 +246,7 @@ def legacy_quoter_kernel(
     ask_size_mult[0] = am
     signal_weight[0] = params[Q_SIGNAL_W]
     gate_signal[0] = gs
+    q_max_used[0] = qm
 
     spacing = params[Q_SPACING]
     n_levels = int(params[Q_LEVELS])
@@ -278,7 +275,7 @@ def legacy_quoter_kernel(
         if bid == bid:
             prev_bid = bid
             if bid_on:
-                sz = _level_size(base * bm, bid, cap_b - cum_b, szd, min_value)
+                sz = _level_size(base * bm * ms_b, bid, cap_b - cum_b, szd, min_value)
                 if sz > 0.0:
                     ladder[i, LAD_BID_PX] = bid
                     ladder[i, LAD_BID_SZ] = sz
@@ -288,7 +285,7 @@ def legacy_quoter_kernel(
         if ask == ask:
             prev_ask = ask
             if ask_on:
-                sz = _level_size(base * am, ask, cap_a - cum_a, szd, min_value)
+                sz = _level_size(base * am * ms_a, ask, cap_a - cum_a, szd, min_value)
                 if sz > 0.0:
                     ladder[i, LAD_ASK_PX] = ask
                     ladder[i, LAD_ASK_SZ] = sz
@@ -342,6 +339,24 @@ class LegacyQuoter(Node):
     trend never reaches the gate (RC2). Outputs ``zone`` (0 green, 1 yellow, 2 red) and
     ``gate`` jump at the boundaries, and so do depths and sizes (the RFC's "sudden behavioural
     jumps at zone boundaries").
+
+    The rest of the legacy system enters through optional inputs (graphs/legacy.yaml wires all
+    of them; unwired, each is the identity and the quoter is the one above):
+
+    * ``q_max``: the dynamic max position in force (quoting.legacy_max_position: 17.18, reduced
+      to 8.57 in a trend) replaces the q_max param in u, so zones, gate and scalar move with it;
+    * ``effective_q``: the position the skew sees (quoting.legacy_pcm: q in Hold, q x urgency in
+      Reduce): skew_bps = skew_bps_per_contract * effective_q * inventory_scalar;
+    * ``bid_spread_mult`` / ``ask_spread_mult``: the pre_fill_as multipliers
+      (quoting.legacy_pre_fill_as) on each side's half-spread: bid_depth_0 = h m_bid - d/2 + skew;
+    * ``bid_size_scale`` / ``ask_size_scale``: each side's margin share (quoting.legacy_margin)
+      on its sizes, after the toxicity and yellow multipliers and before the lot rounding and
+      the red zone's reduce-only cap (bid_size_mult / ask_size_mult stay the logged toxicity x
+      yellow multipliers).
+
+    RC4's worked values: 1.19 at 25 % and 1.75 at 50 % are 1 + 3u^2 (1.1875, 1.75); its "by 80 %
+    when it hits 3.56" is not (1 + 3 x 0.8^2 = 2.92; 3.56 would be u = 0.92): the formula, which
+    the other two points and CONVENTIONS.md agree on, is kept.
 
     Choices where the logs are silent (all parameters):
 
@@ -412,6 +427,14 @@ class LegacyQuoter(Node):
         "toxicity_bid": In("f64", optional=True, doc="bid-side toxicity in [0, 1]; NaN -> no cut"),
         "toxicity_ask": In("f64", optional=True, doc="ask-side toxicity in [0, 1]; NaN -> no cut"),
         "trend": In("f64", optional=True, doc="trend, bps (estimators.trend.trend_bps); x signal_weight"),
+        "q_max": In(
+            "f64", optional=True, doc="max position in force (quoting.legacy_max_position); else param"
+        ),
+        "effective_q": In("f64", optional=True, doc="position the skew sees (quoting.legacy_pcm); else q"),
+        "bid_size_scale": In("f64", optional=True, doc="bid sizes x this (quoting.legacy_margin); else 1"),
+        "ask_size_scale": In("f64", optional=True, doc="ask sizes x this (quoting.legacy_margin); else 1"),
+        "bid_spread_mult": In("f64", optional=True, doc="bid half-spread x this (legacy_pre_fill_as)"),
+        "ask_spread_mult": In("f64", optional=True, doc="ask half-spread x this (legacy_pre_fill_as)"),
     }
     outputs = {
         "ladder": Out("ladder", doc="desired quotes; all NaN = quotes withheld"),
@@ -426,6 +449,7 @@ class LegacyQuoter(Node):
         "ask_size_mult": Out("f64", doc="toxicity (x yellow) size multiplier, asks"),
         "signal_weight": Out("f64", doc="the gate's trend weight (legacy: 0)"),
         "gate_signal": Out("f64", doc="signal_weight * trend, bps"),
+        "q_max_used": Out("f64", doc="the q_max in force, contracts (input, else param)"),
     }
     kernel = legacy_quoter_kernel
 
