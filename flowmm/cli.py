@@ -66,7 +66,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for graph in args.graphs:
         try:
-            plan = load_plan(Path(graph), node_dirs=args.nodes, strict=args.strict)
+            plan = load_plan(
+                Path(graph), node_dirs=args.nodes, strict=args.strict, allow_plugins=args.allow_plugins
+            )
         except GraphError as exc:
             failed += 1
             _print_diagnostics(exc.diagnostics)
@@ -94,7 +96,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flowmm.core.plan import load_plan
 
     _load_node_dirs(args.nodes)
-    plan = load_plan(Path(args.graph), node_dirs=args.nodes)
+    plan = load_plan(Path(args.graph), node_dirs=args.nodes, allow_plugins=args.allow_plugins)
     _print_diagnostics(plan.warnings, sys.stderr)
     from flowmm.render import render  # graphviz is imported only when drawing
 
@@ -257,7 +259,7 @@ def _open_live(args: argparse.Namespace):
         fast_book=args.fast_book, duration_s=duration, **({"stale_ms": stale} if stale else {}),
     )  # fmt: skip
     record = None if args.record == "none" else Path(args.record or Path(args.out_dir) / "feed.rec.lz4")
-    return Live(cfg, record=record)
+    return Live(cfg, record=record, private=bool(getattr(args, "execute", False)))
 
 
 def _draw_graph(graph, out_dir: Path) -> None:
@@ -286,13 +288,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _load_node_dirs(args.nodes)
     graph = load_graph(
-        Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms
-    )
+        Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms,
+        allow_plugins=args.allow_plugins,
+    )  # fmt: skip
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
+    from flowmm.io.run_folder import prepare_run_folder
     from flowmm.sources.live import guard_for
 
     out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
+    prepare_run_folder(out, overwrite=args.overwrite)  # before the live feed records into it
     args.out_dir, args.spec = out, graph.plan.spec  # the live feed records into the run folder
     signer = _execute_checks(args, graph) if args.execute else None
     source = _open_source(args)
@@ -321,6 +326,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     try:
         run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
+    except OSError as exc:
+        from flowmm.io.run_folder import disk_error, is_disk_error
+
+        if is_disk_error(exc):  # disk full / read-only while writing the run: located, no traceback
+            raise disk_error(exc, out) from None
+        raise
     finally:
         if args.execute:  # whatever happened: nothing of ours stays resting (idempotent)
             broker.emergency_stop()
@@ -358,8 +369,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{c.get('refused', 0)} refused, {sum(h['rejects'].values())} rejected; "
             f"halted: {h['halted']}; open at exit: {h['open_at_exit']}"
         )
-    _draw_graph(graph, run.out_dir)
-    report = write_report(run.out_dir)
+    try:
+        _draw_graph(graph, run.out_dir)
+        report = write_report(run.out_dir)
+    except OSError as exc:
+        from flowmm.io.run_folder import disk_error, is_disk_error
+
+        if is_disk_error(exc):
+            raise disk_error(exc, out) from None
+        raise
     print(f"  written to {run.out_dir} (report: {report.name})")
     if getattr(source, "fault", None):
         print(f"flowmm: fault: {source.fault} (orders cancelled, run written)", file=sys.stderr)
@@ -475,6 +493,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=not args.no_progress,
         node_dirs=args.nodes,
+        allow_plugins=args.allow_plugins,
     )
     print(result.format_table())
     print(f"  written to {out / 'compare.csv'} and {out / 'compare.md'}, run folders under {out}")
@@ -557,7 +576,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _load_node_dirs(args.nodes)
     progress = not args.no_progress
     calib = calibrate(
-        Path(args.graph), segments, cfg, node_dirs=args.nodes, progress=progress, source_name=what
+        Path(args.graph), segments, cfg, node_dirs=args.nodes, allow_plugins=args.allow_plugins,
+        progress=progress, source_name=what
     )
     out = Path(args.out)
     previous = _previous_params(args.previous)
@@ -606,6 +626,11 @@ def _add_nodes_option(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="a folder of user node modules (*.py) to load; repeatable",
+    )
+    p.add_argument(
+        "--allow-plugins",
+        action="store_true",
+        help="import the folders named by the graph's plugins: key (they run Python code)",
     )
 
 
@@ -812,6 +837,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_backend_option(p)
     _add_nodes_option(p)
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)"
+    )
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
     p.add_argument(
         "--quote-every-ms",

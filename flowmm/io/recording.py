@@ -111,8 +111,10 @@ class RecordingWriter:
         rotate_s: float = 3600.0,
         block_lines: int = 2000,
         block_s: float = 1.0,
+        private: bool = False,
     ):
         self.base = Path(path)
+        self.private = private  # an --execute recording holds account data: owner-only (0600)
         if not self.base.name.endswith(".rec.lz4"):
             raise ValueError(f"a recording's name ends in .rec.lz4, not {self.base.name!r}")
         self.base.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +130,14 @@ class RecordingWriter:
         n = len(self.files)
         stem = self.base.name[: -len(".rec.lz4")]
         path = self.base if n == 0 else self.base.with_name(f"{stem}-{n:04d}.rec.lz4")
-        self._f = open(path, "ab")
+        if self.private:
+            # created 0600 (not chmod after: no window where others can read it); O_NOFOLLOW:
+            # a planted symlink is not followed out of the run folder
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            self._f = os.fdopen(fd, "ab")
+        else:
+            self._f = open(path, "ab")
         self.files.append(path)
         self._opened = time.monotonic()
         self._flushed = time.monotonic()

@@ -68,11 +68,12 @@ class Live:
 
     name = "live"
 
-    def __init__(self, config: LiveConfig, *, record: str | Path | None = None):
+    def __init__(self, config: LiveConfig, *, record: str | Path | None = None, private: bool = False):
         self.cfg = c = config
         self.coin = c.coin
         self.parser = FrameParser(c.coin, ref_coin=c.ref_coin, spot_coin=c.spot_coin, fills=False)
-        self.writer = RecordingWriter(record) if record is not None else None
+        # private: the recording is written 0600 (an --execute run's holds account data)
+        self.writer = RecordingWriter(record, private=private) if record is not None else None
         self.end_time: int | None = None
         self.fault: str | None = None
         self.stop_reason: str | None = None
