@@ -516,12 +516,9 @@ def _previous_params(path: str | None) -> dict | None:
     """The params file a recalibration is compared with (read before --out may overwrite it)."""
     if path is None:
         return None
-    import yaml
+    from flowmm.core.yamlloc import load_located_file
 
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--previous: cannot read {path}: {exc}".splitlines()[0]) from None
+    doc = load_located_file(path).data  # located errors; no aliases (a bomb would hang here)
     if not isinstance(doc, dict):
         raise UsageError(f"--previous: {path} is not a params file (a mapping with params:)")
     return doc
