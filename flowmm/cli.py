@@ -294,6 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
     from flowmm.io.run_folder import prepare_run_folder
+    from flowmm.sources.guard import format_rejections, guard_source
     from flowmm.sources.live import guard_for
 
     out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
@@ -325,7 +326,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
     try:
-        run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
+        # every source's events pass the input guard (flowmm/sources/guard.py) on the way in
+        guarded = guard_source(source)
+        run = graph.run(guarded, broker=broker, out_dir=out, backend=backend, progress=progress)
+        guarded.record(run)
     except OSError as exc:
         from flowmm.io.run_folder import disk_error, is_disk_error
 
@@ -341,6 +345,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
+    rejected = format_rejections(s["rejected"])
+    if rejected:
+        print(rejected)
     for stream, readers in s.get("missing_streams", {}).items():
         print(f"  {stream}: not in this source; silent in {', '.join(readers)}")
     if "replay" in s:

@@ -107,15 +107,18 @@ def run_one(
     so it works under the ``spawn`` start method (it loads the graph itself)."""
     from flowmm.execution.paper import paper_broker_for
     from flowmm.graph import load_graph
+    from flowmm.sources.guard import guard_source
     from flowmm.sources.synthetic import open_synthetic
 
     try:
         graph = load_graph(Path(graph_path), node_dirs=list(node_dirs), allow_plugins=allow_plugins)
-        source = open_synthetic(scenario, seed=seed, duration=duration)
+        source = guard_source(open_synthetic(scenario, seed=seed, duration=duration))
         broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
         if broker is not None:
             backend = "python"  # the paper broker runs on the reference engine for now
         run = graph.run(source, broker=broker, out_dir=out_dir, backend=backend)
+        source.record(run)  # into the run folder's summary.json; the table compares graphs, not inputs
+        run.summary.pop("rejected")
     except FlowmmError as exc:
         raise RunFailed(f"{graph_path}, seed {seed}: {exc.format()}", exc.exit_code) from None
     return run.summary
