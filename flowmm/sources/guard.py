@@ -15,8 +15,8 @@ reason          what is rejected
 ``crossed``     a book or bbo whose best bid >= best ask within the one snapshot (locked
                 at zero size on both sides is a bare mid, as the AS2008 source sends it)
 ``time_jump``   an event more than ``max_jump_s`` (1 day) after the last accepted one
-``future``      live only: an exchange time more than ``max_ahead_s`` (60 s) ahead of the
-                wall clock
+``future``      live from Hyperliquid only: an exchange time more than ``max_ahead_s`` (60 s)
+                ahead of the wall clock (a loopback server's clock is its own)
 ``malformed``   a payload whose length does not match its level counts
 =============== ==============================================================================
 
@@ -246,14 +246,26 @@ def _take(chunk: EventTable, keep: np.ndarray) -> EventTable:
     return EventTable(chunk.t[idx], chunk.kind[idx], off, payload)
 
 
+def _on_hyperliquid(source: Any) -> bool:
+    """A live feed from Hyperliquid itself: its exchange times follow the wall clock. A loopback
+    or other server replays a recording at any speed on its own clock: no wall-clock bound."""
+    if getattr(source, "name", None) != "live":
+        return False
+    from urllib.parse import urlparse
+
+    from flowmm.sources.live.config import NETWORKS
+
+    url = getattr(getattr(source, "cfg", None), "url", "") or ""
+    return urlparse(url).netloc in {urlparse(u).netloc for u in NETWORKS.values()}
+
+
 class GuardedSource:
     """A source whose chunks went through an :class:`InputGuard`; everything else is the
     wrapped source's (name, provides, coin, fault, ...)."""
 
     def __init__(self, source: Any, guard: InputGuard | None = None):
         self._source = source
-        live = getattr(source, "name", None) == "live"
-        self.guard = guard or InputGuard(max_ahead_s=60.0 if live else None)
+        self.guard = guard or InputGuard(max_ahead_s=60.0 if _on_hyperliquid(source) else None)
         self._done = False
 
     def __getattr__(self, name: str) -> Any:
