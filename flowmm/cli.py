@@ -12,6 +12,7 @@ import argparse
 import importlib
 import inspect
 import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -351,10 +352,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for stream, readers in s.get("missing_streams", {}).items():
         print(f"  {stream}: not in this source; silent in {', '.join(readers)}")
     if "replay" in s:
-        p = s["replay"]["parse"]
+        p = s["replay"]["parse"]  # an .npz has no frames: its parse report is the decoder's
+        counts = [f"{p[k]:,} {w}" for k, w in (("frames", "frames"), ("malformed", "malformed"),
+                                                ("late_clamped", "late")) if k in p]  # fmt: skip
         print(
-            f"  replay of {s['replay']['coin']}: {p['frames']:,} frames, {p['malformed']:,} malformed, "
-            f"{p['late_clamped']:,} late, cache {s['replay']['cache'].split(' ')[0]}"
+            f"  replay of {s['replay']['coin']}: {', '.join(counts + [''])}"
+            f"cache {s['replay']['cache'].split(' ')[0]}"
         )
     if "live" in s:
         lv, f = s["live"], s["live"]["faults"]
@@ -446,10 +449,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for spec in args.fault:
         kind, frame, arg = Faults.parse(spec)
         faults.at(frame, kind, arg)
-    server = LoopbackServer(
-        args.data, host=args.host, port=args.port, speed=speed, faults=faults,
-        rebase_time=not args.keep_times, exchange=args.exchange,
-    ).start()  # fmt: skip
+    try:
+        server = LoopbackServer(
+            args.data, host=args.host, port=args.port, speed=speed, faults=faults,
+            rebase_time=not args.keep_times, exchange=args.exchange,
+        ).start()  # fmt: skip
+    except OSError as exc:  # the port is taken, or the address is not ours
+        raise UsageError(
+            f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            hint="another process holds it: pick another --port (0: any free one)",
+        ) from None
     n = len(server.rec.frames)
     print(
         f"serving {args.data} ({n:,} frames, coins {', '.join(server.rec.coins)}) at {server.url}"
@@ -580,8 +589,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _load_node_dirs(args.nodes)
     progress = not args.no_progress
     calib = calibrate(
-        Path(args.graph), segments, cfg, node_dirs=args.nodes, allow_plugins=args.allow_plugins,
-        progress=progress, source_name=what
+        Path(args.graph),
+        segments,
+        cfg,
+        node_dirs=args.nodes,
+        allow_plugins=args.allow_plugins,
+        progress=progress,
+        source_name=what,
     )
     out = Path(args.out)
     previous = _previous_params(args.previous)
@@ -1009,10 +1023,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_UNIT = re.compile(r"^\s*\d+(?:\.\d+)?\s*(ms|s|m|min|h)\s*$")
+
+
+def _check_durations(args: argparse.Namespace) -> None:
+    """One rule for every duration on the command line: it carries its unit (``20s``, ``20m``);
+    a bare ``20`` is refused rather than guessed (seconds? minutes?)."""
+    for opt in ("duration", "horizon"):
+        value = getattr(args, opt, None)
+        if isinstance(value, str) and not _UNIT.match(value):
+            raise UsageError(
+                f"--{opt} {value}: a duration needs a unit",
+                hint="ms, s, m (or min) or h, e.g. 90s, 20m, 1h",
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowmm`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        _check_durations(args)
         return args.func(args)
     except FlowmmError as exc:
         sys.stdout.flush()

@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,19 @@ def _lz4_chunks(f, report: ReadReport) -> Iterator[bytes]:
         report.notes.append(f"last LZ4 frame incomplete: {pending} bytes ignored")
 
 
+def _located(chunks: Iterator[bytes], path: Path, what: str) -> Iterator[bytes]:
+    """``chunks``, with a corrupt block or a truncated stream as a located ``SourceError``."""
+    from flowmm.errors import Location, SourceError
+
+    try:
+        yield from chunks
+    except (RuntimeError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        done = (
+            "ends before its end marker (truncated)" if isinstance(exc, EOFError) else f"is corrupt ({exc})"
+        )
+        raise SourceError(f"{what} data {done}", Location(str(path))) from None
+
+
 def open_lines(path: str | Path, report: ReadReport | None = None) -> Iterator[bytes]:
     """The lines (without the newline) of a plain, gzip or LZ4-framed text file."""
     path = Path(path)
@@ -82,7 +96,7 @@ def open_lines(path: str | Path, report: ReadReport | None = None) -> Iterator[b
         else:
             chunks = iter(lambda: raw.read(_READ), b"")
         tail = b""
-        for chunk in chunks:
+        for chunk in _located(chunks, path, "LZ4" if magic == LZ4_MAGIC else "gzip"):
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
             for line in lines:
