@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import platform
 import re
 import sys
@@ -408,8 +409,9 @@ def _execute_checks(args: argparse.Namespace, graph):
             "--execute needs --max-position and --max-notional",
             hint="the hard stops: e.g. --max-position 0.01 --max-notional 1000 (contracts, USDC)",
         )
-    if not (args.max_position > 0 and args.max_notional > 0):
-        raise UsageError("--max-position and --max-notional must be > 0")
+    for opt, value in (("--max-position", args.max_position), ("--max-notional", args.max_notional)):
+        if not (math.isfinite(value) and value > 0):  # inf would disable the hard stop
+            raise UsageError(f"{opt} {value:g}: a hard stop must be a finite number > 0")
     signer = load_signer()
     if args.address and args.address.lower() != signer.account.lower():
         raise UsageError("--address differs from the account of the key (FLOWMM_HL_ACCOUNT)")
