@@ -173,6 +173,8 @@ class FrameParser:
                 raw = raw.decode()
             head, _, rest = raw.strip().partition(" ")
             recv = int(head)
+            if not 0 <= recv < 1 << 63:
+                raise ValueError(f"receive time {recv} outside int64 ns")
             tag = None
             if rest[:1] != "{":
                 tag, _, rest = rest.partition(" ")
