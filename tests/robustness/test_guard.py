@@ -148,3 +148,14 @@ def test_reasons_are_documented_in_the_runbook():
     text = (ROOT / "docs" / "runbook.md").read_text()
     for r in REASONS:
         assert f"`{r}`" in text, r
+
+
+def test_a_month_long_replay_with_half_day_gaps_stays_valid():
+    day = 86400 * SEC
+    evs = []
+    for i in range(62):  # 31 days, a book every 12 hours (a capture with long quiet gaps)
+        t = i * day // 2 + SEC
+        evs.append(book(t, 100.0 + i * 0.1, 100.2 + i * 0.1))
+    g = InputGuard()
+    kept = g.screen(Events(evs).table)
+    assert len(kept) == 62 and g.report()["total"] == 0
