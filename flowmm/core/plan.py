@@ -246,7 +246,7 @@ class _Builder:
             elif path:
                 repaired.pop(path[0], None)  # back to its default
         repaired["nodes"] = nodes
-        repaired.setdefault("name", "<invalid>")
+        repaired.setdefault("name", "invalid")
         repaired.setdefault("clock", {"on_book": True})
         try:
             return GraphSpec.model_validate(repaired)

@@ -6,6 +6,7 @@ mistyped param is reported at its own line with the node's name.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -32,6 +33,7 @@ class Strict(BaseModel):
         return no_bool_for_numbers(cls, data)
 
 
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 MAX_QUOTE_EVERY_MS = 86_400_000  # one day: a slower clock is a typo (and a run of 0 cycles)
 MAX_BUFFER = 1 << 24  # records per ring (128 MiB of float64): 1e14 would ask for 728 TiB
 
@@ -110,6 +112,17 @@ class GraphSpec(Strict):
     # relative to the graph file; merged into the nodes' params (plan.py, _include_params)
     params_from: str | list[str] | None = None
     nodes: dict[str, NodeSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        # the name becomes a file name (runs/<name>-...): no path separators, no "..", no spaces
+        if not SAFE_NAME.fullmatch(v) or v.strip(".") == "":
+            raise ValueError(
+                f"name {v!r} is not a safe file name: use letters, digits, '_', '-' and '.' "
+                "(at most 100, starting with a letter or digit)"
+            )
+        return v
 
     @field_validator("tiers")
     @classmethod

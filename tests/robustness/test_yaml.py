@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import flowmm
@@ -57,3 +59,18 @@ def test_invalid_utf8_is_a_located_error(tmp_path, cli_run):
     g.write_bytes((HEAD + "description: caf").encode() + b"\xe9\xff\n" + NODES.encode())
     code, text = cli_run("validate", g)
     assert code == 2 and f"{g}:3:17:" in text and "not UTF-8" in text
+
+
+@pytest.mark.parametrize("name", ["../../../x", "a/b", "..", ".hidden", "a b", "x" * 101, "名前", ""])
+def test_unsafe_graph_names_are_refused(name, tmp_path, cli_run, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    g = tmp_path / "g.yaml"
+    g.write_text(f"name: {json.dumps(name)}\nclock: {{quote_every_ms: 1000}}\n" + NODES)
+    code, text = cli_run("run", g, "--source", "synthetic", "--duration", "10s", "--no-progress")
+    assert code == 2 and f"{g}:1:" in text and "not a safe file name" in text
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x").exists()
+
+
+def test_ordinary_names_are_fine():
+    for name in ("rfc_unified", "glft-minimal.v2", "A1"):
+        flowmm.load_graph(f"name: {name}\nclock: {{quote_every_ms: 1000}}\n" + NODES)
