@@ -536,7 +536,10 @@ def _previous_params(path: str | None) -> dict | None:
         return None
     from flowmm.core.yamlloc import load_located_file
 
-    doc = load_located_file(path).data  # located errors; no aliases (a bomb would hang here)
+    try:  # located errors; no aliases (a bomb would hang here)
+        doc = load_located_file(path).data
+    except GraphError as exc:
+        raise UsageError(f"--previous: cannot read {path}: {exc.message}", exc.location, exc.hint) from None
     if not isinstance(doc, dict):
         raise UsageError(f"--previous: {path} is not a params file (a mapping with params:)")
     return doc

@@ -74,3 +74,14 @@ def test_unsafe_graph_names_are_refused(name, tmp_path, cli_run, monkeypatch):
 def test_ordinary_names_are_fine():
     for name in ("rfc_unified", "glft-minimal.v2", "A1"):
         flowmm.load_graph(f"name: {name}\nclock: {{quote_every_ms: 1000}}\n" + NODES)
+
+
+def test_an_alias_bomb_in_calibrate_previous_is_a_located_error(tmp_path):
+    from flowmm.cli import _previous_params
+    from flowmm.errors import UsageError
+
+    prev = tmp_path / "old.yaml"
+    prev.write_text("params: {}\ncalibration:\n  " + bomb().replace("\n", "\n  "))
+    with pytest.raises(UsageError, match="--previous: cannot read .*anchors and aliases") as exc:
+        _previous_params(str(prev))  # what `flowmm calibrate --previous FILE` reads
+    assert exc.value.location.file == str(prev) and exc.value.location.line == 3
