@@ -38,7 +38,7 @@ from flowmm.core import events as E
 from flowmm.core.events import EventTable
 from flowmm.errors import Location, SourceError
 from flowmm.hyperliquid.instruments import Instrument, bundled
-from flowmm.hyperliquid.parser import REST, SESSION, TIMER, FrameParser, Row
+from flowmm.hyperliquid.parser import MAX_JUMP_NS, REST, SESSION, TIMER, FrameParser, Row
 from flowmm.hyperliquid.ws_client import Backoff, Item, WsClient
 from flowmm.io.recording import RecordingWriter
 from flowmm.sources.events import build_table
@@ -313,8 +313,11 @@ class Live:
         if not isinstance(data, dict) or not isinstance(data.get("time"), int):
             return False  # malformed: the parser counts it
         key = (channel, data.get("coin"), tag)
-        if data["time"] < self._last_time.get(key, 0):
+        last = self._last_time.get(key, 0)
+        if data["time"] < last:
             return True
+        if last and data["time"] - last > MAX_JUMP_NS // 1_000_000:
+            return False  # a far-future time: the parser refuses the frame; it is no reference
         self._last_time[key] = data["time"]
         return False
 
