@@ -69,9 +69,9 @@ demo: setup
 		$(FLOWMM) render $(MAIN_GRAPH) -o out/rfc_unified.dot --format dot; \
 	fi
 	@echo "== flowmm run $(MAIN_GRAPH) on the synthetic trend_down (20 min), paper execution -> out/rfc-run/"
-	$(FLOWMM) run $(MAIN_GRAPH) --source synthetic --scenario trend_down --seed 0 --out out/rfc-run --no-progress
+	$(FLOWMM) run $(MAIN_GRAPH) --source synthetic --scenario trend_down --seed 0 --out out/rfc-run --overwrite --no-progress
 	@echo "== flowmm run $(DEMO_GRAPH) on real BTC events ($(DEMO_EVENTS)) -> out/demo-run/"
-	$(FLOWMM) run $(DEMO_GRAPH) --source events --data $(DEMO_EVENTS) --out out/demo-run --no-progress
+	$(FLOWMM) run $(DEMO_GRAPH) --source events --data $(DEMO_EVENTS) --out out/demo-run --overwrite --no-progress
 	@echo "== done: $$([ -e out/rfc_unified.svg ] && echo out/rfc_unified.svg || echo out/rfc_unified.dot), out/rfc-run/ (report.html, trace.parquet, fills.parquet, plots/), out/demo-run/"
 
 # -- checks ------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import math
 import platform
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -66,7 +68,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     failed = 0
     for graph in args.graphs:
         try:
-            plan = load_plan(Path(graph), node_dirs=args.nodes, strict=args.strict)
+            plan = load_plan(
+                Path(graph), node_dirs=args.nodes, strict=args.strict, allow_plugins=args.allow_plugins
+            )
         except GraphError as exc:
             failed += 1
             _print_diagnostics(exc.diagnostics)
@@ -94,7 +98,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flowmm.core.plan import load_plan
 
     _load_node_dirs(args.nodes)
-    plan = load_plan(Path(args.graph), node_dirs=args.nodes)
+    plan = load_plan(Path(args.graph), node_dirs=args.nodes, allow_plugins=args.allow_plugins)
     _print_diagnostics(plan.warnings, sys.stderr)
     from flowmm.render import render  # graphviz is imported only when drawing
 
@@ -257,7 +261,7 @@ def _open_live(args: argparse.Namespace):
         fast_book=args.fast_book, duration_s=duration, **({"stale_ms": stale} if stale else {}),
     )  # fmt: skip
     record = None if args.record == "none" else Path(args.record or Path(args.out_dir) / "feed.rec.lz4")
-    return Live(cfg, record=record)
+    return Live(cfg, record=record, private=bool(getattr(args, "execute", False)))
 
 
 def _draw_graph(graph, out_dir: Path) -> None:
@@ -286,13 +290,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _load_node_dirs(args.nodes)
     graph = load_graph(
-        Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms
-    )
+        Path(args.graph), node_dirs=args.nodes, strict=args.strict, quote_every_ms=args.quote_every_ms,
+        allow_plugins=args.allow_plugins,
+    )  # fmt: skip
     _print_diagnostics(graph.warnings, sys.stderr)
     from flowmm.execution.paper import paper_broker_for
+    from flowmm.io.run_folder import prepare_run_folder
+    from flowmm.sources.guard import format_rejections, guard_source
     from flowmm.sources.live import guard_for
 
     out = Path(args.out) if args.out else Path("runs") / _run_name(graph.name, args)
+    prepare_run_folder(out, overwrite=args.overwrite)  # before the live feed records into it
     args.out_dir, args.spec = out, graph.plan.spec  # the live feed records into the run folder
     signer = _execute_checks(args, graph) if args.execute else None
     source = _open_source(args)
@@ -319,7 +327,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the status line redraws itself: only on a terminal, never into a log file
     progress = not args.no_progress and sys.stderr.isatty()
     try:
-        run = graph.run(source, broker=broker, out_dir=out, backend=backend, progress=progress)
+        # every source's events pass the input guard (flowmm/sources/guard.py) on the way in
+        guarded = guard_source(source)
+        run = graph.run(guarded, broker=broker, out_dir=out, backend=backend, progress=progress)
+        guarded.record(run)
+    except OSError as exc:
+        from flowmm.io.run_folder import disk_error, is_disk_error
+
+        if is_disk_error(exc):  # disk full / read-only while writing the run: located, no traceback
+            raise disk_error(exc, out) from None
+        raise
     finally:
         if args.execute:  # whatever happened: nothing of ours stays resting (idempotent)
             broker.emergency_stop()
@@ -329,13 +346,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"  {s['events']:,} events, {s['cycles']:,} cycles, {s['interrupts']:,} interrupts, "
         f"{run.trace.num_rows:,} trace rows in {s['wall_s']} s"
     )
+    rejected = format_rejections(s["rejected"])
+    if rejected:
+        print(rejected)
     for stream, readers in s.get("missing_streams", {}).items():
         print(f"  {stream}: not in this source; silent in {', '.join(readers)}")
     if "replay" in s:
-        p = s["replay"]["parse"]
+        p = s["replay"]["parse"]  # an .npz has no frames: its parse report is the decoder's
+        counts = [f"{p[k]:,} {w}" for k, w in (("frames", "frames"), ("malformed", "malformed"),
+                                                ("late_clamped", "late")) if k in p]  # fmt: skip
         print(
-            f"  replay of {s['replay']['coin']}: {p['frames']:,} frames, {p['malformed']:,} malformed, "
-            f"{p['late_clamped']:,} late, cache {s['replay']['cache'].split(' ')[0]}"
+            f"  replay of {s['replay']['coin']}: {', '.join(counts + [''])}"
+            f"cache {s['replay']['cache'].split(' ')[0]}"
         )
     if "live" in s:
         lv, f = s["live"], s["live"]["faults"]
@@ -357,8 +379,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{c.get('refused', 0)} refused, {sum(h['rejects'].values())} rejected; "
             f"halted: {h['halted']}; open at exit: {h['open_at_exit']}"
         )
-    _draw_graph(graph, run.out_dir)
-    report = write_report(run.out_dir)
+    try:
+        _draw_graph(graph, run.out_dir)
+        report = write_report(run.out_dir)
+    except OSError as exc:
+        from flowmm.io.run_folder import disk_error, is_disk_error
+
+        if is_disk_error(exc):
+            raise disk_error(exc, out) from None
+        raise
     print(f"  written to {run.out_dir} (report: {report.name})")
     if getattr(source, "fault", None):
         print(f"flowmm: fault: {source.fault} (orders cancelled, run written)", file=sys.stderr)
@@ -379,8 +408,9 @@ def _execute_checks(args: argparse.Namespace, graph):
             "--execute needs --max-position and --max-notional",
             hint="the hard stops: e.g. --max-position 0.01 --max-notional 1000 (contracts, USDC)",
         )
-    if not (args.max_position > 0 and args.max_notional > 0):
-        raise UsageError("--max-position and --max-notional must be > 0")
+    for opt, value in (("--max-position", args.max_position), ("--max-notional", args.max_notional)):
+        if not (math.isfinite(value) and value > 0):  # inf would disable the hard stop
+            raise UsageError(f"{opt} {value:g}: a hard stop must be a finite number > 0")
     signer = load_signer()
     if args.address and args.address.lower() != signer.account.lower():
         raise UsageError("--address differs from the account of the key (FLOWMM_HL_ACCOUNT)")
@@ -420,10 +450,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for spec in args.fault:
         kind, frame, arg = Faults.parse(spec)
         faults.at(frame, kind, arg)
-    server = LoopbackServer(
-        args.data, host=args.host, port=args.port, speed=speed, faults=faults,
-        rebase_time=not args.keep_times, exchange=args.exchange,
-    ).start()  # fmt: skip
+    try:
+        server = LoopbackServer(
+            args.data, host=args.host, port=args.port, speed=speed, faults=faults,
+            rebase_time=not args.keep_times, exchange=args.exchange,
+        ).start()  # fmt: skip
+    except OSError as exc:  # the port is taken, or the address is not ours
+        raise UsageError(
+            f"serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+            hint="another process holds it: pick another --port (0: any free one)",
+        ) from None
     n = len(server.rec.frames)
     print(
         f"serving {args.data} ({n:,} frames, coins {', '.join(server.rec.coins)}) at {server.url}"
@@ -474,6 +510,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         progress=not args.no_progress,
         node_dirs=args.nodes,
+        allow_plugins=args.allow_plugins,
     )
     print(result.format_table())
     print(f"  written to {out / 'compare.csv'} and {out / 'compare.md'}, run folders under {out}")
@@ -496,12 +533,12 @@ def _previous_params(path: str | None) -> dict | None:
     """The params file a recalibration is compared with (read before --out may overwrite it)."""
     if path is None:
         return None
-    import yaml
+    from flowmm.core.yamlloc import load_located_file
 
-    try:
-        doc = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--previous: cannot read {path}: {exc}".splitlines()[0]) from None
+    try:  # located errors; no aliases (a bomb would hang here)
+        doc = load_located_file(path).data
+    except GraphError as exc:
+        raise UsageError(f"--previous: cannot read {path}: {exc.message}", exc.location, exc.hint) from None
     if not isinstance(doc, dict):
         raise UsageError(f"--previous: {path} is not a params file (a mapping with params:)")
     return doc
@@ -556,7 +593,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _load_node_dirs(args.nodes)
     progress = not args.no_progress
     calib = calibrate(
-        Path(args.graph), segments, cfg, node_dirs=args.nodes, progress=progress, source_name=what
+        Path(args.graph),
+        segments,
+        cfg,
+        node_dirs=args.nodes,
+        allow_plugins=args.allow_plugins,
+        progress=progress,
+        source_name=what,
     )
     out = Path(args.out)
     previous = _previous_params(args.previous)
@@ -605,6 +648,11 @@ def _add_nodes_option(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="a folder of user node modules (*.py) to load; repeatable",
+    )
+    p.add_argument(
+        "--allow-plugins",
+        action="store_true",
+        help="import the folders named by the graph's plugins: key (they run Python code)",
     )
 
 
@@ -811,6 +859,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_backend_option(p)
     _add_nodes_option(p)
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run already in --out (refused otherwise)"
+    )
     p.add_argument("--strict", action="store_true", help="treat graph warnings as errors")
     p.add_argument(
         "--quote-every-ms",
@@ -976,10 +1027,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_UNIT = re.compile(r"^\s*\d+(?:\.\d+)?\s*(ms|s|m|min|h)\s*$")
+
+
+def _check_durations(args: argparse.Namespace) -> None:
+    """One rule for every duration on the command line: it carries its unit (``20s``, ``20m``);
+    a bare ``20`` is refused rather than guessed (seconds? minutes?)."""
+    for opt in ("duration", "horizon"):
+        value = getattr(args, opt, None)
+        if isinstance(value, str) and not _UNIT.match(value):
+            raise UsageError(
+                f"--{opt} {value}: a duration needs a unit",
+                hint="ms, s, m (or min) or h, e.g. 90s, 20m, 1h",
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``flowmm`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
     try:
+        _check_durations(args)
         return args.func(args)
     except FlowmmError as exc:
         sys.stdout.flush()

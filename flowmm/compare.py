@@ -101,18 +101,22 @@ def run_one(
     out_dir: str,
     backend: str,
     node_dirs: Sequence[str] = (),
+    allow_plugins: bool = False,
 ) -> dict[str, Any]:
     """One graph on one seed; returns the run's summary dict. Module-level with plain arguments,
     so it works under the ``spawn`` start method (it loads the graph itself)."""
     from flowmm.execution.paper import paper_broker_for
     from flowmm.graph import load_graph
+    from flowmm.sources.guard import guard_source
     from flowmm.sources.synthetic import open_synthetic
 
     try:
-        graph = load_graph(Path(graph_path), node_dirs=list(node_dirs))
-        source = open_synthetic(scenario, seed=seed, duration=duration)
+        graph = load_graph(Path(graph_path), node_dirs=list(node_dirs), allow_plugins=allow_plugins)
+        source = guard_source(open_synthetic(scenario, seed=seed, duration=duration))
         broker = paper_broker_for(graph.plan, source)  # a graph that quotes gets paper execution
         run = graph.run(source, broker=broker, out_dir=out_dir, backend=backend)
+        source.record(run)  # into the run folder's summary.json; the table compares graphs, not inputs
+        run.summary.pop("rejected")
     except FlowmmError as exc:
         raise RunFailed(f"{graph_path}, seed {seed}: {exc.format()}", exc.exit_code) from None
     return run.summary
@@ -347,6 +351,7 @@ def compare(
     jobs: int | None = None,
     progress: bool = True,
     node_dirs: Sequence[str | Path] = (),
+    allow_plugins: bool = False,
 ) -> CompareResult:
     """Run every graph on every seed of a synthetic scenario and tabulate median and worst.
 
@@ -371,7 +376,8 @@ def compare(
     source = open_synthetic(scenario, seed=seeds[0], duration=duration)  # ScenarioError if bad
     paths = [Path(g) for g in graphs]
     node_dirs = [str(d) for d in node_dirs]
-    loaded = [load_graph(p, node_dirs=node_dirs) for p in paths]  # GraphError if bad
+    # GraphError if bad
+    loaded = [load_graph(p, node_dirs=node_dirs, allow_plugins=allow_plugins) for p in paths]
     for g in loaded:
         g.check_source(source.provides())
     labels = _labels(loaded, paths)
@@ -387,14 +393,14 @@ def compare(
     bar = _Progress(len(tasks), progress)
     if jobs == 1:  # in-process: no pool to start, plain tracebacks when debugging
         for key, (p, sc, sd, du, od) in tasks.items():
-            runs[key] = run_one(p, sc, sd, du, od, backend, node_dirs)
+            runs[key] = run_one(p, sc, sd, du, od, backend, node_dirs, allow_plugins)
             bar.done += 1
             bar.show(f"{key[0]} seed {key[1]}")
     else:
         # spawn: no fork of a parent that may hold numba / thread state; same on every OS
         with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=get_context("spawn")) as pool:
             futures = {
-                pool.submit(run_one, p, sc, sd, du, od, backend, node_dirs): key
+                pool.submit(run_one, p, sc, sd, du, od, backend, node_dirs, allow_plugins): key
                 for key, (p, sc, sd, du, od) in tasks.items()
             }
             pending = set(futures)

@@ -82,9 +82,16 @@ class Graph:
     """A loaded, validated graph. Use ``flowmm.load_graph``."""
 
     def __init__(
-        self, plan: Plan, origin: str | dict, node_dirs: list, strict: bool = False, quote_every_ms=None
+        self,
+        plan: Plan,
+        origin: str | dict,
+        node_dirs: list,
+        strict: bool = False,
+        quote_every_ms=None,
+        allow_plugins: bool = False,
     ):
         self.plan = plan
+        self._allow_plugins = allow_plugins
         self._origin = origin
         self._node_dirs = node_dirs
         self._strict = strict
@@ -112,6 +119,7 @@ class Graph:
             provides=provides,
             strict=self._strict,
             quote_every_ms=self._quote_every_ms,
+            allow_plugins=self._allow_plugins,
         )
         return plan.missing_streams
 
@@ -259,12 +267,20 @@ def load_graph(
     node_dirs: list[str | Path] = (),
     strict: bool = False,
     quote_every_ms: int | None = None,
+    allow_plugins: bool = False,
 ) -> Graph:
     """Load and validate a graph file (or an equivalent dict); raises ``GraphError``.
-    ``quote_every_ms`` replaces the file's ``clock:`` (e.g. a faster clock for a 6-s graph)."""
+    ``quote_every_ms`` replaces the file's ``clock:`` (e.g. a faster clock for a 6-s graph).
+    ``allow_plugins``: import the graph's ``plugins:`` folders (off: a located error)."""
     node_dirs = list(node_dirs)
-    plan = load_plan(path_or_dict, node_dirs=node_dirs, strict=strict, quote_every_ms=quote_every_ms)
-    return Graph(plan, path_or_dict, node_dirs, strict, quote_every_ms)
+    plan = load_plan(
+        path_or_dict,
+        node_dirs=node_dirs,
+        strict=strict,
+        quote_every_ms=quote_every_ms,
+        allow_plugins=allow_plugins,
+    )
+    return Graph(plan, path_or_dict, node_dirs, strict, quote_every_ms, allow_plugins)
 
 
 __all__ = ["Broker", "Graph", "GraphError", "Run", "Source", "load_graph", "EventTable", "np"]

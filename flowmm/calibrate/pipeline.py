@@ -25,6 +25,7 @@ def calibrate(
     config: CalibrateConfig | None = None,
     *,
     node_dirs: list[str | Path] = (),
+    allow_plugins: bool = False,
     progress: bool = False,
     source_name: str = "",
 ) -> Calibration:
@@ -34,10 +35,12 @@ def calibrate(
     from flowmm.graph import load_graph
 
     cfg = config or CalibrateConfig()
-    graph = load_graph(graph_path, node_dirs=list(node_dirs))
+    graph = load_graph(graph_path, node_dirs=list(node_dirs), allow_plugins=allow_plugins)
     plan = graph.plan
     features = feature_nodes(plan, cfg.features)
-    sub = load_graph(feature_graph(plan, features, cfg), node_dirs=list(node_dirs))
+    sub = load_graph(
+        feature_graph(plan, features, cfg), node_dirs=list(node_dirs), allow_plugins=allow_plugins
+    )
     drift = [n for n in plan.nodes if n.type_name == DRIFT_TYPE]
     tau_fill = cfg.tau_fill_s or (drift[0].node.params.tau_fill if drift else 10.0)
     segments = list(segments)

@@ -313,7 +313,9 @@ def collect(
     for i, (label, make) in enumerate(segments):
         if progress:
             print(f"\r  segment {i + 1}/{len(segments)}: {label:<40}", end="", file=sys.stderr, flush=True)
-        tee = TapeTee(make())
+        from flowmm.sources.guard import guard_source
+
+        tee = TapeTee(guard_source(make()))  # corrupt prices never reach the statistics either
         run = graph.run(tee, backend="fused")
         _add_segment(col, run.trace, tee.trades(), cfg, tau_fill, clock * 1_000_000)
     if progress and segments:

@@ -32,6 +32,7 @@ def load_plugin_dir(path: str | Path, location: Location | None = None) -> list[
 
     Modules get a stable name derived from their content, so the fused backend (and numba's
     cache) can import their kernels by name. Loading the same folder twice is a no-op."""
+    load_builtin_nodes()  # first: a plugin redefining a built-in type fails at its own file
     folder = Path(path).expanduser().resolve()
     if folder in _plugin_dirs:
         return _plugin_dirs[folder]
@@ -57,7 +58,10 @@ def load_plugin_dir(path: str | Path, location: Location | None = None) -> list[
         sys.modules[modname] = module
         try:
             spec.loader.exec_module(module)
-        except FlowmmError:
+        except FlowmmError as exc:  # e.g. a type that redefines a built-in: say which file
+            del sys.modules[modname]
+            if exc.location.file is None:
+                raise FlowmmError(exc.message, Location(str(file)), exc.hint) from None
             raise
         except Exception as exc:  # a user's module failed: say which, keep the cause
             del sys.modules[modname]

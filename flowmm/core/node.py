@@ -51,7 +51,7 @@ import numba
 import numpy as np
 from numba import njit
 from numba.core.registry import CPUDispatcher
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from flowmm.core.ports import PORT_TYPES
 from flowmm.errors import FlowmmError, Location
@@ -83,6 +83,13 @@ class NodeParams(BaseModel):
     """Base of every node's ``Params``: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        from flowmm.core.spec import no_bool_for_numbers
+
+        return no_bool_for_numbers(cls, data)
 
 
 class NodeDefinitionError(FlowmmError, TypeError):
@@ -169,7 +176,9 @@ class Node:
         old = _REGISTRY.get(cls.type_name)
         if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
             raise NodeDefinitionError(
-                f"node type {cls.type_name!r} defined twice: {old.__module__} and {cls.__module__}"
+                f"node type {cls.type_name!r} defined twice: {old.__module__} and {cls.__module__}",
+                _class_location(cls),
+                hint="pick another type_name (built-in types cannot be redefined)",
             )
         _REGISTRY[cls.type_name] = cls
 

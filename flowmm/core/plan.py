@@ -129,8 +129,12 @@ def load_plan(
     provides: set[str] | None = None,
     strict: bool = False,
     quote_every_ms: int | None = None,
+    allow_plugins: bool = False,
 ) -> Plan:
     """Load, validate and plan a graph; raise ``GraphError`` with every finding.
+
+    ``allow_plugins``: import the folders of the graph's ``plugins:`` key. A graph file must
+    not run code its caller did not allow, so without it ``plugins:`` is a located error.
 
     ``provides``: the streams the chosen source/execution layer write (None = any stream).
     ``strict``: warnings are errors too. ``quote_every_ms``: replaces the graph's ``clock:``
@@ -149,11 +153,14 @@ def load_plan(
         base = Path.cwd()
     if quote_every_ms is not None and isinstance(doc.data, dict):  # a bad value: the spec's error
         doc.data = {**doc.data, "clock": {"quote_every_ms": quote_every_ms}}
-    return _Builder(doc, base, list(node_dirs), provides, strict).build()
+    return _Builder(doc, base, list(node_dirs), provides, strict, allow_plugins).build()
 
 
 class _Builder:
-    def __init__(self, doc: Located, base: Path, node_dirs: list, provides, strict: bool):
+    def __init__(
+        self, doc: Located, base: Path, node_dirs: list, provides, strict: bool, allow_plugins: bool = False
+    ):
+        self.allow_plugins = allow_plugins
         self.doc = doc
         self.base = base
         self.node_dirs = node_dirs
@@ -239,7 +246,7 @@ class _Builder:
             elif path:
                 repaired.pop(path[0], None)  # back to its default
         repaired["nodes"] = nodes
-        repaired.setdefault("name", "<invalid>")
+        repaired.setdefault("name", "invalid")
         repaired.setdefault("clock", {"on_book": True})
         try:
             return GraphSpec.model_validate(repaired)
@@ -252,6 +259,13 @@ class _Builder:
             load_plugin_dir(d)
         for i, d in enumerate(spec.plugins):
             path = Path(d) if Path(d).is_absolute() else self.base / d
+            if not self.allow_plugins:
+                self.err(
+                    f"plugins: this graph would import and run the Python files of {path}",
+                    ("plugins", i),
+                    hint="pass --allow-plugins (allow_plugins=True in load_graph) if you trust that folder",
+                )
+                continue
             try:
                 load_plugin_dir(path, self.doc.loc(("plugins", i)))
             except FlowmmError as exc:  # keep going: report it with the other findings

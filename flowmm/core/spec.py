@@ -6,13 +6,36 @@ mistyped param is reported at its own line with the node's name.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def no_bool_for_numbers(model: type[BaseModel], data: Any) -> Any:
+    """Refuse ``true``/``false`` for a number field: pydantic reads them as 1 and 0, so
+    ``quote_every_ms: true`` would quietly be a 1-ms clock and ``levels: true`` one level."""
+    if not isinstance(data, dict):
+        return data
+    for name, field in model.model_fields.items():
+        value = data.get(field.alias or name, data.get(name))
+        if isinstance(value, bool) and "bool" not in str(field.annotation):
+            raise ValueError(f"{name}: a number is required, not {str(value).lower()}")
+    return data
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bools(cls, data: Any) -> Any:
+        return no_bool_for_numbers(cls, data)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+MAX_QUOTE_EVERY_MS = 86_400_000  # one day: a slower clock is a typo (and a run of 0 cycles)
+MAX_BUFFER = 1 << 24  # records per ring (128 MiB of float64): 1e14 would ask for 728 TiB
 
 
 class InstrumentSpec(Strict):
@@ -25,7 +48,7 @@ class InstrumentSpec(Strict):
 class ClockSpec(Strict):
     """Quote cycles: every ``quote_every_ms`` of event time, or on every book update."""
 
-    quote_every_ms: int | None = Field(None, gt=0)
+    quote_every_ms: int | None = Field(None, gt=0, le=MAX_QUOTE_EVERY_MS)
     on_book: bool = False
 
     @model_validator(mode="after")
@@ -54,10 +77,10 @@ class ExecutionSpec(Strict):
 class BuffersSpec(Strict):
     """Ring capacities of batch ports (records). A consumer may fall at most this far behind."""
 
-    trades: int = Field(65536, gt=0)
-    fills: int = Field(4096, gt=0)
-    markouts: int = Field(16384, gt=0)
-    actions: int = Field(4096, gt=0)
+    trades: int = Field(65536, gt=0, le=MAX_BUFFER)
+    fills: int = Field(4096, gt=0, le=MAX_BUFFER)
+    markouts: int = Field(16384, gt=0, le=MAX_BUFFER)
+    actions: int = Field(4096, gt=0, le=MAX_BUFFER)
 
 
 class NodeSpec(Strict):
@@ -89,6 +112,17 @@ class GraphSpec(Strict):
     # relative to the graph file; merged into the nodes' params (plan.py, _include_params)
     params_from: str | list[str] | None = None
     nodes: dict[str, NodeSpec]
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        # the name becomes a file name (runs/<name>-...): no path separators, no "..", no spaces
+        if not SAFE_NAME.fullmatch(v) or v.strip(".") == "":
+            raise ValueError(
+                f"name {v!r} is not a safe file name: use letters, digits, '_', '-' and '.' "
+                "(at most 100, starting with a letter or digit)"
+            )
+        return v
 
     @field_validator("tiers")
     @classmethod

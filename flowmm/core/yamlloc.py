@@ -83,9 +83,43 @@ def _construct(node: yaml.Node, path: Path_, marks: dict, diags: list, file: str
     return yaml.SafeLoader("").construct_object(node, deep=True)
 
 
+MAX_DEPTH = 64  # nesting of mappings/sequences; a graph needs < 10, the composer recurses
+
+
+def _screen(text: str, file: str | None) -> None:
+    """Refuse anchors/aliases and deep nesting from the event stream, before composing.
+
+    An alias is expanded by value: 9 levels of 9 aliases in 700 bytes become 9**9 nodes
+    (a "billion laughs" bomb). Graph files have no need for them, so they are refused at the
+    first one; the events are read without building anything, in time linear in the text."""
+    depth = 0
+    for ev in yaml.parse(text, Loader=yaml.SafeLoader):
+        where = Location(file, ev.start_mark.line + 1, ev.start_mark.column + 1)
+        if isinstance(ev, yaml.AliasEvent) or getattr(ev, "anchor", None) is not None:
+            raise GraphError(
+                [
+                    Diagnostic(
+                        "YAML anchors and aliases ('&name', '*name') are not supported in graph files",
+                        where,
+                        hint="write the values out explicitly",
+                    )
+                ]
+            )
+        if isinstance(ev, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise GraphError(
+                    [Diagnostic(f"YAML nested deeper than {MAX_DEPTH} levels", where, hint="flatten it")]
+                )
+        elif isinstance(ev, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+
+
 def load_located(text: str, file: str | None = None) -> Located:
-    """Parse one YAML document; raise ``GraphError`` on syntax errors or duplicated keys."""
+    """Parse one YAML document; raise ``GraphError`` on syntax errors, duplicated keys,
+    anchors/aliases or nesting deeper than ``MAX_DEPTH``."""
     try:
+        _screen(text, file)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -111,9 +145,23 @@ def load_located(text: str, file: str | None = None) -> Located:
 def load_located_file(path: str | Path) -> Located:
     path = Path(path)
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except OSError as exc:
         raise GraphError(
             [Diagnostic(f"cannot read graph file: {exc.strerror}", Location(str(path)))]
+        ) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise GraphError(
+            [
+                Diagnostic(
+                    f"not UTF-8 text: byte 0x{raw[exc.start]:02x} cannot be decoded",
+                    Location(str(path), line, col),
+                    hint="graph files are UTF-8",
+                )
+            ]
         ) from None
     return load_located(text, str(path))

@@ -56,6 +56,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -290,6 +291,9 @@ def sub_wants(s: dict, fr: Frame) -> bool:
 # -- the server -----------------------------------------------------------------------------------
 
 
+DEAD_MAN_POLL_S = 0.1  # how often the loopback exchange checks scheduleCancel times
+
+
 class LoopbackServer:
     """``LoopbackServer(recording, port=0, speed=None).start()``; ``url`` is its base URL."""
 
@@ -304,6 +308,7 @@ class LoopbackServer:
         faults: Faults | None = None,
         rebase_time: bool = True,
         exchange: bool = False,
+        clock: Callable[[], int] = time.time_ns,
     ):
         self.rec = recording if isinstance(recording, Recording) else Recording.load(recording)
         if speed is not None and not speed > 0:
@@ -326,7 +331,7 @@ class LoopbackServer:
         self._threads: list[threading.Thread] = []
         # /exchange and the user /info requests: only when asked for (a feed-only server by default)
         universe = lambda: self.info({"type": "meta"})[1]["universe"]  # noqa: E731 -- the served meta
-        self.exchange = PaperExchange(universe) if exchange else None
+        self.exchange = PaperExchange(universe, clock=clock) if exchange else None
 
     @property
     def port(self) -> int:
@@ -340,8 +345,16 @@ class LoopbackServer:
         """Block until a client has subscribed (the stream starts ``start_delay_s`` later)."""
         return self._subscribed.wait(timeout)
 
+    def _dead_man(self) -> None:
+        """scheduleCancel fires on time, whatever the client and the stream are doing."""
+        while not self._stop.wait(DEAD_MAN_POLL_S):
+            self.push(self.exchange.expire())
+
     def start(self) -> LoopbackServer:
-        for target, name in ((self.httpd.serve_forever, "loopback-http"), (self._stream, "loopback-stream")):
+        targets = [(self.httpd.serve_forever, "loopback-http"), (self._stream, "loopback-stream")]
+        if self.exchange is not None:
+            targets.append((self._dead_man, "loopback-dead-man"))
+        for target, name in targets:
             th = threading.Thread(target=target, name=name, daemon=True)
             th.start()
             self._threads.append(th)

@@ -19,7 +19,9 @@ Hyperliquid does where flowmm depends on it, and says so where it does not:
   match" error: taker fills are not modelled), ``cancel``, ``cancelByCloid``, ``batchModify``
   (by oid or cloid; a modify is a cancel-replace: new oid, same cloid, back of the queue, and a
   post-only modify that would cross cancels the order), ``scheduleCancel`` (at least 5 s ahead;
-  when it passes, every open order of the user is cancelled with status ``scheduledCancel``).
+  when it passes, every open order of the user is cancelled with status ``scheduledCancel``,
+  by the server's own timer: no request or market frame needed, as after the client died; at
+  most 10 triggers per UTC day; the clock is injectable, ``PaperExchange(clock=...)``).
 * **Fills.** Resting orders are matched by :mod:`flowmm.execution.matching` (risk-averse queue
   model) against the streamed ``trades`` and ``l2Book`` frames, as maker fills with the base
   maker fee; each fill is pushed on ``userFills`` and (when it completes an order) on
@@ -33,6 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -68,6 +71,11 @@ from flowmm.execution import matching as M
 Push = tuple[str, str, Any]  # (user, channel, data)
 _FILL_RING = 1024
 _NEVER = "Order was never placed, already canceled, or filled."
+# Hyperliquid: at most 10 scheduleCancel triggers per day, the count reset at 00:00 UTC (the
+# error's wording here is ours; the exchange's text is not documented)
+MAX_TRIGGERS_PER_DAY = 10
+_DAY_MS = 86_400_000
+_TOO_MANY_TRIGGERS = "Cannot schedule cancel: the maximum of 10 triggers per day has been reached"
 _TOO_EARLY = "Scheduled cancel time too early, must be at least 5 seconds from now."
 
 
@@ -90,8 +98,17 @@ class _Account:
 class PaperExchange:
     """The matching side of the loopback server (thread-safe; one lock)."""
 
-    def __init__(self, universe, *, mainnet: bool = False, match: M.MatchParams | None = None):
+    def __init__(
+        self,
+        universe,
+        *,
+        mainnet: bool = False,
+        match: M.MatchParams | None = None,
+        clock: Callable[[], int] = time.time_ns,
+    ):
         self._universe = universe  # () -> [{"name", "szDecimals"}], the server's meta
+        self.clock = clock  # wall-clock ns; injectable, so a test moves time without waiting
+        self.triggers: Counter = Counter()  # (user, UTC day) -> scheduleCancel triggers
         self.mainnet = mainnet
         self.params = (match or M.MatchParams()).pack()
         self.lock = threading.Lock()
@@ -125,7 +142,7 @@ class PaperExchange:
     # -- the market -----------------------------------------------------------------------------
     def on_market(self, channel: str, data: Any) -> list[Push]:
         """A streamed frame: a book or trades of a coin may fill resting orders."""
-        now_ns = time.time_ns()
+        now_ns = self.clock()
         with self.lock:
             pushes = self._expire(now_ns // 1_000_000)
             if channel == "l2Book" and isinstance(data, dict):
@@ -164,7 +181,7 @@ class PaperExchange:
         return 0.5 * (b[0, BID_PX] + b[0, ASK_PX])
 
     def _fills_of(self, user: str, coin: str, acc: _Account, first: int) -> list[Push]:
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self.clock() // 1_000_000
         out, gone = [], []
         for k in range(first, int(acc.fill_n[0])):
             r = acc.fill_r[k % _FILL_RING]
@@ -187,7 +204,7 @@ class PaperExchange:
         """A taker fill of the account that is none of its resting orders (a trade from another
         client, a liquidation): it moves the position; pushed on ``userFills``."""
         user = user.lower()
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self.clock() // 1_000_000
         with self.lock:
             self.next_oid += 1
             fee = px * sz * self.params[M.P_TAKER_RATE]
@@ -219,6 +236,12 @@ class PaperExchange:
             order["cloid"] = meta["cloid"]
         return {"order": order, "status": status, "statusTimestamp": now_ms}
 
+    def expire(self) -> list[Push]:
+        """Fire every scheduleCancel whose time has come (the server calls this on a timer: the
+        switch must fire with no request and no market frame, e.g. after the client died)."""
+        with self.lock:
+            return self._expire(self.clock() // 1_000_000)
+
     def _expire(self, now_ms: int) -> list[Push]:
         """scheduleCancel: past its time, every open order of the user is cancelled."""
         out = []
@@ -226,6 +249,7 @@ class PaperExchange:
             if now_ms >= t_ms:
                 del self.dead_man[user]
                 self.stats["scheduled_cancels"] += 1
+                self.triggers[(user, t_ms // _DAY_MS)] += 1
                 updates = []
                 for (u, coin), acc in self.accounts.items():
                     if u == user:
@@ -240,7 +264,7 @@ class PaperExchange:
         o = acc.orders[i]
         oid = int(o[ORD_OID])
         up = self._update(coin, oid, o[ORD_SIDE], o[ORD_PX], o[ORD_SZ], acc.meta.get(oid, {}), status, now_ms)
-        M.apply_action(time.time_ns(), ACT_CANCEL, np.nan, np.nan, np.nan, float(oid), self._book(coin),
+        M.apply_action(self.clock(), ACT_CANCEL, np.nan, np.nan, np.nan, float(oid), self._book(coin),
                        acc.orders, acc.aux, acc.work, self.params)  # fmt: skip
         return up
 
@@ -255,7 +279,7 @@ class PaperExchange:
         except Exception:  # noqa: BLE001 -- whatever is wrong with it, the exchange refuses it
             self.stats["bad_signature"] += 1
             return {"status": "err", "response": "Failed to verify signature"}, []
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self.clock() // 1_000_000
         with self.lock:
             if nonce <= self.last_nonce.get(user, 0):
                 self.stats["bad_nonce"] += 1
@@ -283,6 +307,8 @@ class PaperExchange:
                     self.dead_man.pop(user, None)
                 elif int(t) < now_ms + 5000:
                     return {"status": "err", "response": _TOO_EARLY}, pushes
+                elif self.triggers[(user, now_ms // _DAY_MS)] >= MAX_TRIGGERS_PER_DAY:
+                    return {"status": "err", "response": _TOO_MANY_TRIGGERS}, pushes
                 else:
                     self.dead_man[user] = int(t)
                 return {"status": "ok", "response": {"type": "default"}}, pushes

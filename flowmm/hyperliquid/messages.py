@@ -42,6 +42,8 @@ def pos(v: Any, what: str) -> float:
 def ms_to_ns(v: Any) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
         raise ValueError(f"a time in ms must be a positive number, not {v!r}")
+    if v >= (1 << 63) // MS:  # beyond int64 ns (year 2262): the frame is malformed
+        raise ValueError(f"a time in ms must be below {(1 << 63) // MS}, not {v!r}")
     return int(v) * MS
 
 

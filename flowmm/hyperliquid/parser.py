@@ -55,6 +55,7 @@ from flowmm.hyperliquid.instruments import Instrument
 
 Row = tuple[int, int, list[float]]  # (t ns, kind code, payload)
 
+MAX_JUMP_NS = 86_400 * 10**9  # = flowmm.sources.guard's forward-jump bound: one day
 SESSION, REST, TIMER = "flowmm.session", "flowmm.rest", "flowmm.timer"
 TAGS = ("fast", "agg")
 _SNAPSHOT_AGE_NS = 1_000_000_000
@@ -173,6 +174,8 @@ class FrameParser:
                 raw = raw.decode()
             head, _, rest = raw.strip().partition(" ")
             recv = int(head)
+            if not 0 <= recv < 1 << 63:
+                raise ValueError(f"receive time {recv} outside int64 ns")
             tag = None
             if rest[:1] != "{":
                 tag, _, rest = rest.partition(" ")
@@ -199,6 +202,9 @@ class FrameParser:
             handler = _HANDLERS.get(channel)
             if handler is not None:
                 handler(self, msg["data"], recv_ns, tag, out)
+            if self._last_t and any(row[0] - self._last_t > MAX_JUMP_NS for row in out):
+                # a far-future time (year 2100): following it would clamp every later event to it
+                raise ValueError(f"a time more than {MAX_JUMP_NS // 10**9} s after the last event")
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             self.stats.bad(channel, where, exc)
             return []

@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,19 @@ def _lz4_chunks(f, report: ReadReport) -> Iterator[bytes]:
         report.notes.append(f"last LZ4 frame incomplete: {pending} bytes ignored")
 
 
+def _located(chunks: Iterator[bytes], path: Path, what: str) -> Iterator[bytes]:
+    """``chunks``, with a corrupt block or a truncated stream as a located ``SourceError``."""
+    from flowmm.errors import Location, SourceError
+
+    try:
+        yield from chunks
+    except (RuntimeError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        done = (
+            "ends before its end marker (truncated)" if isinstance(exc, EOFError) else f"is corrupt ({exc})"
+        )
+        raise SourceError(f"{what} data {done}", Location(str(path))) from None
+
+
 def open_lines(path: str | Path, report: ReadReport | None = None) -> Iterator[bytes]:
     """The lines (without the newline) of a plain, gzip or LZ4-framed text file."""
     path = Path(path)
@@ -82,7 +96,7 @@ def open_lines(path: str | Path, report: ReadReport | None = None) -> Iterator[b
         else:
             chunks = iter(lambda: raw.read(_READ), b"")
         tail = b""
-        for chunk in chunks:
+        for chunk in _located(chunks, path, "LZ4" if magic == LZ4_MAGIC else "gzip"):
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
             for line in lines:
@@ -111,8 +125,10 @@ class RecordingWriter:
         rotate_s: float = 3600.0,
         block_lines: int = 2000,
         block_s: float = 1.0,
+        private: bool = False,
     ):
         self.base = Path(path)
+        self.private = private  # an --execute recording holds account data: owner-only (0600)
         if not self.base.name.endswith(".rec.lz4"):
             raise ValueError(f"a recording's name ends in .rec.lz4, not {self.base.name!r}")
         self.base.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +144,14 @@ class RecordingWriter:
         n = len(self.files)
         stem = self.base.name[: -len(".rec.lz4")]
         path = self.base if n == 0 else self.base.with_name(f"{stem}-{n:04d}.rec.lz4")
-        self._f = open(path, "ab")
+        if self.private:
+            # created 0600 (not chmod after: no window where others can read it); O_NOFOLLOW:
+            # a planted symlink is not followed out of the run folder
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            self._f = os.fdopen(fd, "ab")
+        else:
+            self._f = open(path, "ab")
         self.files.append(path)
         self._opened = time.monotonic()
         self._flushed = time.monotonic()

@@ -28,6 +28,7 @@ import gzip
 import json
 import math
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,8 @@ def encode_event(ev: dict[str, Any]) -> tuple[int, int, list[float]]:
     t = ev["t"]
     if isinstance(t, bool) or not isinstance(t, int):
         raise ValueError(f"'t' must be an integer number of ns, not {t!r}")
+    if not 0 <= t < 1 << 63:  # int64 ns; 2**64 would overflow the table
+        raise ValueError(f"'t' must be between 0 and 2**63 - 1 ns, not {t}")
     kind = E.KIND_CODES.get(ev["kind"])
     if kind is None:
         raise ValueError(f"unknown kind {ev['kind']!r}; known: {', '.join(E.KIND_CODES)}")
@@ -205,7 +208,11 @@ def _file_blocks(path: Path, block: int) -> Iterator[list[tuple[int, int, list[f
                 if len(rows) >= block:
                     yield rows
                     rows = []
-    except OSError as exc:
+    except EOFError:
+        raise SourceError("gzip data ends before its end marker (truncated)", Location(str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 text: {exc.reason}", Location(str(path))) from None
+    except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise SourceError(f"cannot read event file: {exc.strerror or exc}", Location(str(path))) from None
     yield rows
 

@@ -24,9 +24,9 @@ decimals come from a meta frame in the data, ``sz_decimals``, or the bundled dat
 (:mod:`flowmm.hyperliquid.instruments`); the tick from them at the first mid.
 
 **Load as you go.** The input is parsed once, streaming, into a columnar cache of event chunks
-(:class:`flowmm.sources.store.ChunkStore`, a folder ``<file>.flowmm-<key>/``; a folder's in
-``<dir>/.flowmm-cache/``, or under ``$FLOWMM_CACHE_DIR/replay`` (default
-``~/.cache/flowmm/replay``) when that folder is read-only), and the run reads the chunks back
+(:class:`flowmm.sources.store.ChunkStore`, a folder ``<first file>.flowmm-<key>/`` under
+``$FLOWMM_CACHE_DIR/replay``, default ``~/.cache/flowmm/replay``: never beside the data, which
+may be a shared or read-only folder of the user's), and the run reads the chunks back
 one at a time: memory stays flat in the length of the data (the parse holds one block of
 events, the run one chunk). The key covers the files' paths, sizes and mtimes, the options and
 the parser's source, so a stale cache is never read. ``cache=False`` parses into a private
@@ -191,13 +191,6 @@ def _cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache" / "flowmm") / "replay"
 
 
-def _writable(folder: Path) -> bool:
-    """A folder we may write a cache into: writable, and not marked read-only (root ignores the
-    mode bits, and shared read-only data must stay as it is)."""
-    probe = folder if folder.exists() else folder.parent
-    return os.access(probe, os.W_OK) and bool(probe.stat().st_mode & 0o200)
-
-
 class Replay(StoredEvents, Events):
     """Recorded Hyperliquid data as a source (see the module docstring)."""
 
@@ -246,18 +239,15 @@ class Replay(StoredEvents, Events):
 
     # -- parsing and the cache --------------------------------------------------------------------
 
-    def _cache_path(self) -> tuple[Path, Path]:
+    def _cache_path(self) -> tuple[Path, ...]:
         h = hashlib.sha256(_code_digest().encode())
         for p in self.files:
             st = p.stat()
             h.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
         h.update(json.dumps(self.options, sort_keys=True).encode())
         key = h.hexdigest()[:16]
-        if len(self.files) == 1:
-            near = self.files[0].with_name(f"{self.files[0].name}.flowmm-{key}")
-        else:
-            near = self.files[0].parent / ".flowmm-cache" / f"replay-{key}"
-        return near, _cache_dir() / f"{self.files[0].name}.flowmm-{key}"
+        # only in the cache folder: the data's folder is the user's (shared, perhaps read-only)
+        return (_cache_dir() / f"{self.files[0].name}.flowmm-{key}",)
 
     def _load(self, cache: bool) -> tuple[ChunkStore, str]:
         candidates = self._cache_path() if cache else ()
@@ -268,8 +258,6 @@ class Replay(StoredEvents, Events):
                 except (OSError, ValueError, KeyError):
                     pass  # unreadable: parse again and overwrite
         for path in candidates:
-            if path is candidates[0] and not _writable(path.parent):
-                continue
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 writer = ChunkWriter(path)

@@ -255,7 +255,7 @@ def test_plugins_key_loads_user_nodes_relative_to_the_graph_file(tmp_path):
         "name: g\nclock: {quote_every_ms: 1000}\nplugins: [my_nodes]\n"
         "nodes:\n  d: {type: mine.double, in: {x: source.mid}}\n"
     )
-    g = flowmm.load_graph(tmp_path / "g.yaml")
+    g = flowmm.load_graph(tmp_path / "g.yaml", allow_plugins=True)
     run = g.run(Events([book(T0, 100.0)]))
     assert col(run, "d.y").tolist() == [200.0]
 
@@ -269,5 +269,5 @@ def test_a_type_defined_in_two_folders_is_a_located_error(tmp_path, plugins):
         "nodes:\n  p: {type: probe.ticks, in: {x: source.mid}}\n"
     )
     with pytest.raises(flowmm.FlowmmError, match="defined twice") as exc:
-        flowmm.load_graph(tmp_path / "g.yaml", node_dirs=[plugins])
+        flowmm.load_graph(tmp_path / "g.yaml", node_dirs=[plugins], allow_plugins=True)
     assert exc.value.location.line == 3

@@ -147,7 +147,7 @@ def fused_cache(tmp_path_factory):
 
 def run_engine(cls, graph, events, chunk_size=1 << 16, end_time=None):
     """Drive an engine directly over a fresh plan (each engine owns its plan's state)."""
-    plan = flowmm.load_graph(graph).plan
+    plan = flowmm.load_graph(graph, allow_plugins=True).plan  # the probe graphs load fused_plugins
     engine = cls(plan)
     src = Events(events, chunk_size=chunk_size, end_time=end_time)
     for chunk in src.chunks():

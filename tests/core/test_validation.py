@@ -169,7 +169,7 @@ def errors(path: Path | str, **kwargs) -> list[Diagnostic]:
 @pytest.mark.parametrize("case", CASES, ids=[c.file for c in CASES])
 def test_broken_graph_is_located(case: Case):
     path = BROKEN / f"{case.file}.yaml"
-    errs = errors(path)
+    errs = errors(path, allow_plugins=True)  # truth_not_diagnostic loads tests/plugins
     assert len(errs) == 1, [e.format() for e in errs]
     d = errs[0]
     assert d.location.file == str(path)
@@ -189,7 +189,7 @@ def test_broken_graph_is_located(case: Case):
 @pytest.mark.parametrize("case", CASES, ids=[c.file for c in CASES])
 def test_cli_validate_reports_broken_graph(case: Case, capsys):
     path = BROKEN / f"{case.file}.yaml"
-    assert main(["validate", str(path)]) == 2
+    assert main(["validate", "--allow-plugins", str(path)]) == 2
     out = capsys.readouterr()
     text = out.out + out.err
     assert "Traceback" not in text
@@ -242,7 +242,7 @@ def test_cli_many_errors_prints_every_error(capsys):
 
 
 def test_truth_is_fine_for_a_diagnostic_node():
-    plan = load_plan(OK / "truth_diagnostic.yaml")
+    plan = load_plan(OK / "truth_diagnostic.yaml", allow_plugins=True)
     assert [n.name for n in plan.nodes] == ["probe"]
 
 
@@ -297,9 +297,9 @@ HEAD = "name: g\nclock: {quote_every_ms: 1000}\n"
 NODE = "nodes:\n  r:\n    type: features.mid_return\n    in: {price: source.mid}\n"
 
 
-def text_errors(text: str) -> list[Diagnostic]:
+def text_errors(text: str, allow_plugins: bool = False) -> list[Diagnostic]:
     with pytest.raises(GraphError) as info:
-        load_plan(text)
+        load_plan(text, allow_plugins=allow_plugins)
     return info.value.errors
 
 
@@ -361,7 +361,9 @@ def test_bad_node_name_reported_with_other_errors():
 
 
 def test_missing_plugin_folder_is_a_located_diagnostic_among_others():
-    errs = text_errors(HEAD + "plugins: [does/not/exist]\nnodes:\n  r:\n    type: nope.nope\n")
+    errs = text_errors(
+        HEAD + "plugins: [does/not/exist]\nnodes:\n  r:\n    type: nope.nope\n", allow_plugins=True
+    )
     assert [(e.location.line, e.message.split(":")[0]) for e in errs] == [
         (3, "node folder not found"),
         (6, "unknown node type 'nope.nope'"),

@@ -156,7 +156,9 @@ def test_rotated_files_and_a_folder_replay_as_one_session(shared_data, tmp_path)
     merged = Replay(tmp_path / "rec").table
     for k in ("t", "kind", "off", "payload"):
         np.testing.assert_array_equal(getattr(whole, k), getattr(merged, k))
-    assert (tmp_path / "rec" / ".flowmm-cache").is_dir()  # a folder's cache sits inside it
+    # the cache sits in FLOWMM_CACHE_DIR (the autouse fixture), never in the data folder
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == sorted(p.name for p in w.files)
+    assert list((tmp_path / "cache" / "replay").glob("*.flowmm-*"))
 
 
 def test_cache_key_follows_options_and_file_changes(shared_data, tmp_path):

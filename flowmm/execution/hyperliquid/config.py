@@ -17,6 +17,11 @@ def resolve_exec_network(url: str | None, testnet: bool, mainnet: bool) -> tuple
     ``--mainnet``; a URL of neither network is ``loopback`` (signed as on testnet) unless a flag
     names the network; a mainnet URL without ``--mainnet`` is refused, as are mixed networks."""
     base, feed = resolve_network(url, testnet or (url is None and not mainnet), mainnet)
+    if mainnet and base != NETWORKS["mainnet"]:  # real money only to the real exchange
+        raise UsageError(
+            f"--mainnet with --url {url}: that is not Hyperliquid mainnet ({NETWORKS['mainnet']})",
+            hint="drop --mainnet to rehearse against a loopback server (orders signed as on testnet)",
+        )
     if base not in NETWORKS.values() and not (testnet or mainnet):
         return base, feed, "loopback"
     if feed == "mainnet" and not mainnet:
@@ -34,8 +39,12 @@ class ExecConfig(BaseModel):
     url: str = Field(..., description="REST base URL; /exchange and /info, the websocket at <url>/ws")
     network: Network = Field(..., description="mainnet signs with source 'a'; testnet and loopback with 'b'")
     coin: str
-    max_position: float = Field(..., gt=0, description="hard stop: |position| above this (contracts)")
-    max_notional: float = Field(..., gt=0, description="hard stop: |position| * mid above this (USDC)")
+    max_position: float = Field(
+        ..., gt=0, allow_inf_nan=False, description="hard stop: |position| above this (contracts)"
+    )
+    max_notional: float = Field(
+        ..., gt=0, allow_inf_nan=False, description="hard stop: |position| * mid above this (USDC)"
+    )
     tif: Literal["Alo", "Gtc"] = Field("Alo", description="quotes are post-only unless told")
     dead_man_s: float = Field(30.0, ge=5.0, description="scheduleCancel this far ahead (>= 5 s, the minimum)")
     dead_man_refresh_s: float = Field(

@@ -38,7 +38,7 @@ from flowmm.core import events as E
 from flowmm.core.events import EventTable
 from flowmm.errors import Location, SourceError
 from flowmm.hyperliquid.instruments import Instrument, bundled
-from flowmm.hyperliquid.parser import REST, SESSION, TIMER, FrameParser, Row
+from flowmm.hyperliquid.parser import MAX_JUMP_NS, REST, SESSION, TIMER, FrameParser, Row
 from flowmm.hyperliquid.ws_client import Backoff, Item, WsClient
 from flowmm.io.recording import RecordingWriter
 from flowmm.sources.events import build_table
@@ -68,11 +68,12 @@ class Live:
 
     name = "live"
 
-    def __init__(self, config: LiveConfig, *, record: str | Path | None = None):
+    def __init__(self, config: LiveConfig, *, record: str | Path | None = None, private: bool = False):
         self.cfg = c = config
         self.coin = c.coin
         self.parser = FrameParser(c.coin, ref_coin=c.ref_coin, spot_coin=c.spot_coin, fills=False)
-        self.writer = RecordingWriter(record) if record is not None else None
+        # private: the recording is written 0600 (an --execute run's holds account data)
+        self.writer = RecordingWriter(record, private=private) if record is not None else None
         self.end_time: int | None = None
         self.fault: str | None = None
         self.stop_reason: str | None = None
@@ -91,6 +92,7 @@ class Live:
         self._last_time: dict[tuple, int] = {}  # (channel, coin, tag) -> exchange ms of the last book
         self._stale: set[str] = set()
         self._last_rx: dict[str, float] = {}
+        self._last_recv: dict[str, int] = {}  # per stream: wall-clock ns of its last frame
         self._client: WsClient | None = None
         self._poller: threading.Thread | None = None
         try:
@@ -311,8 +313,11 @@ class Live:
         if not isinstance(data, dict) or not isinstance(data.get("time"), int):
             return False  # malformed: the parser counts it
         key = (channel, data.get("coin"), tag)
-        if data["time"] < self._last_time.get(key, 0):
+        last = self._last_time.get(key, 0)
+        if data["time"] < last:
             return True
+        if last and data["time"] - last > MAX_JUMP_NS // 1_000_000:
+            return False  # a far-future time: the parser refuses the frame; it is no reference
         self._last_time[key] = data["time"]
         return False
 
@@ -330,13 +335,29 @@ class Live:
 
     # -- staleness ------------------------------------------------------------------------------
     def _fresh(self, stream: str, recv_ns: int) -> None:
-        self._last_rx[stream] = time.monotonic()
+        # Staleness is judged on receive times, not on when this thread gets to a frame: on a
+        # loaded machine the queue can hold frames from both sides of a silence, and the
+        # consumer would never see the gap on its own clock.
+        ms = self.cfg.stale_ms.get(stream)
+        prev = self._last_recv.get(stream)
+        self._last_recv[stream] = recv_ns
+        # the wall-clock check's reference: the frame's receive time, on the monotonic clock
+        self._last_rx[stream] = time.monotonic() - max(0.0, (time.time_ns() - recv_ns) * 1e-9)
+        if ms is not None and prev is not None and stream not in self._stale and recv_ns - prev > ms * 1e6:
+            # the feed was silent past the threshold: stale now, fresh again at the stream's next
+            # frame (stale and fresh in one batch would cancel out: the engine sees the last)
+            self._stale.add(stream)
+            self.stale_counts[stream] += 1
+            self._timer(prev + int(ms * 1e6))
+            return
         if stream in self._stale:
             self._stale.discard(stream)
             self._timer(recv_ns)  # before the frame that ends it
 
     def _check_stale(self) -> bool:
         """Streams silent past their threshold go stale: a timer, delivered at once."""
+        if self._client is not None and not self._client.queue.empty():
+            return False  # frames are waiting: the feed is not silent, this thread is behind
         now = time.monotonic()
         went = [
             s
@@ -391,6 +412,7 @@ class Live:
         self._poller.start()
         self._started = time.monotonic()  # every stream's staleness clock starts with the feed
         self._last_rx.clear()
+        self._last_recv.clear()
         restore = self._catch_sigint()
         try:
             yield from self._loop()
