@@ -480,6 +480,28 @@ def _order(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
 
 
 @njit(cache=True)
+def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, p_open, fst, bsz, bnn, asz, ann, ist, ipar, mid_ticks,
+                 g_u, depth_bps, pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                 tid):  # fmt: skip
+    """The flow pass's orders j0..j1-1 printed against the book (flow.py). Open interest: a
+    forced order (KIND_LIQ = 2) closes a position; the others open with probability p_open."""
+    for j in range(j0, j1):
+        side = int(F_SIDE[j])
+        q = F_SIZE[j]
+        if side == 1:
+            ne, npl, tid = _order(1, q, asz, ann, ist[IS_ASK], ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
+                                  cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
+        else:
+            ne, npl, tid = _order(-1, q, bsz, bnn, ist[IS_BID], ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
+                                  cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
+        if F_KIND[j] == 2 or np.random.random() >= p_open:
+            fst[FS_OI] -= q
+        else:
+            fst[FS_OI] += q
+    return ne, npl, tid
+
+
+@njit(cache=True)
 def _sweep(side, sz, nn, touch, new_touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale,
            out_t, out_k, out_off, out_pl, ne, npl, t, tid):  # fmt: skip
     """An informed (or jump) sweep: takes every queue from the touch to ``new_touch``
@@ -550,9 +572,10 @@ def _scaled(s, scale):
 @njit(cache=True)
 def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start, seg_par, knobs, cst,
            ipar, pi, lm, lsd, cdf_odd, cdf_even, cdf_n, ist, fst, bsz, bnn, asz, ann, stb, sta, fb, fa, mb,
-           ma, vals, out_t, out_k, out_off, out_pl):  # fmt: skip
+           ma, vals, F_OFF, F_SIDE, F_SIZE, F_KIND, flow_on, out_t, out_k, out_off, out_pl):  # fmt: skip
     """Events of blocks k0..k1-1 into out_*; returns (events, payload floats), (-1, -1) if the
-    output arrays are too small (the caller restores the state and retries with more room)."""
+    output arrays are too small (the caller restores the state and retries with more room).
+    With ``flow_on`` every aggressive order is the flow pass's (F_*, flow.py), none drawn here."""
     np.random.seed(seed)
     dt = cst[C_DT]
     nseg = seg_start.shape[0]
@@ -564,7 +587,7 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
     depth_bps = cst[C_BOOK_DEPTH]
     hblk = int(round(cst[C_BOOK_H] / dt))
     g = knobs[K_BOOK] * cst[C_BOOK_G]
-    n_hk = min(0.9, knobs[K_HAWKES] * cst[C_HAWKES_N])
+    n_hk = 0.0 if flow_on else min(0.9, knobs[K_HAWKES] * cst[C_HAWKES_N])
     beta_h = cst[C_HAWKES_BETA]
     dec_h = math.exp(-beta_h * dt)
     # each order adds alpha to its side's intensity from the next block on, decaying by dec_h
@@ -625,13 +648,13 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
         ist[IS_ASK] = nask
         mid_ticks = 0.5 * xd
         # 2. uninformed and informed aggressive orders (Hawkes, side balance following mu)
-        base = ipar[I_TRADE_RATE] * seg_par[s, S_ACT] * (1.0 - n_hk)
+        base = 0.0 if flow_on else ipar[I_TRADE_RATE] * seg_par[s, S_ACT] * (1.0 - n_hk)
         a_side = knobs[K_SIDE] * cst[C_SIDE_A] * th
         lam_b = 0.5 * base * (1.0 + a_side) + fst[FS_EB]
         lam_s = 0.5 * base * (1.0 - a_side) + fst[FS_ES]
         nb = np.random.poisson(lam_b * dt)
         ns = np.random.poisson(lam_s * dt)
-        need_ev = 12 + 2 * (nb + ns) + abs(jump)
+        need_ev = 12 + 2 * (nb + ns + F_OFF[k + 1] - F_OFF[k]) + abs(jump)  # F_OFF all 0 without flow
         if ne + need_ev > cap_ev or npl + 4 * need_ev + 400 > cap_pl:
             return -1, -1
         if k == 0:
@@ -665,6 +688,10 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
                 cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid,
             )  # fmt: skip
             fst[FS_OI] += q if np.random.random() < p_open else -q
+        if flow_on:
+            ne, npl, tid = _flow_orders(F_OFF[k], F_OFF[k + 1], F_SIDE, F_SIZE, F_KIND, p_open, fst, bsz, bnn,
+                                        asz, ann, ist, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n,
+                                        scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
         # 3. this block's jump, rendered as a sweep through the book
         if jump != 0:
             xn = X[k]
@@ -672,56 +699,14 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
             nask = (xn + sp) // 2
             mid_ticks = 0.5 * xn
             if jump < 0:
-                ne, npl, tid, tot = _sweep(
-                    -1,
-                    bsz,
-                    bnn,
-                    ist[IS_BID],
-                    nbid,
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                ne, npl, tid, tot = _sweep(-1, bsz, bnn, ist[IS_BID], nbid, ipar, mid_ticks, g_u, depth_bps,
+                                           pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl,
+                                           t, tid)  # fmt: skip
                 ns += 1
             else:
-                ne, npl, tid, tot = _sweep(
-                    1,
-                    asz,
-                    ann,
-                    ist[IS_ASK],
-                    nask,
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                ne, npl, tid, tot = _sweep(1, asz, ann, ist[IS_ASK], nask, ipar, mid_ticks, g_u, depth_bps,
+                                           pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl,
+                                           t, tid)  # fmt: skip
                 nb += 1
             fst[FS_OI] += tot if np.random.random() < p_open else -tot
             _move_touch(bsz, bnn, ist[IS_BID], nbid, 1, pi, lm, lsd, cdf_n, scale, reprice)
