@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from numba import njit
 from pydantic import Field, model_validator
 
 from flowmm.core.node import In, Node, NodeParams, Out
-from flowmm.core.ports import ASK_PX, BID_PX, MK_AS_BPS, MK_HORIZON_S
+from flowmm.core.ports import ASK_PX, BID_PX, MK_AS_BPS, MK_HORIZON_S, MK_SIDE
 
 # packed params (Params field order)
-P_H, P_A0, P_B0, P_HI, P_LO, P_DF, P_DEVERY, P_SPREAD_HL, P_SPREAD_FB = range(9)
+P_H, P_A0, P_B0, P_HI, P_LO, P_DF, P_DEVERY, P_SPREAD_HL, P_SPREAD_FB, P_SIDE = range(10)
+# `side` packed as the fill side it keeps: 0 both, +1 our bid fills, -1 our ask fills
+SIDES = {"both": 0.0, "bid": 1.0, "ask": -1.0}
 # fs (float64 state): evidence of each kind beyond the prior (as of ts[T_REF]); smoothed spread
 # (bps) and the last instantaneous spread
 F_DI, F_DU, F_SM, F_SLAST = range(4)
@@ -78,6 +81,8 @@ def toxicity_kernel(
         row = i % cap
         if not (abs(mk_r[row, MK_HORIZON_S] - params[P_H]) <= 1e-9):
             continue
+        if params[P_SIDE] != 0.0 and mk_r[row, MK_SIDE] != params[P_SIDE]:
+            continue  # a one-sided posterior (the legacy's bid_toxicity / ask_toxicity)
         a = mk_r[row, MK_AS_BPS]
         if a != a or not (spread > 0.0):
             continue
@@ -152,6 +157,11 @@ class Toxicity(Node):
       holds ~n/lambda effective fills. Wire `clock: source.clock` to refresh the decayed values
       on cycles without markouts.
     * Prior: Beta(1, 3), a quarter of fills informed, worth four fills.
+    * Side (`side`): "both" (default, seed 004) counts every fill; "bid" only our bid fills
+      (markout side +1), "ask" only our ask fills: the legacy system tracked `bid_toxicity` and
+      `ask_toxicity` apart (seed 000 RC3 logs bid_toxicity 0.52-0.67 with its bid_size_mult;
+      the RFC's Component 2 replaces "bid_toxicity/ask_toxicity separate tracking"), so
+      graphs/legacy.yaml runs one posterior per side.
 
     Emission: the posterior outputs on the first run, when a markout was applied and when the
     clock ticks; `spread_used` (the smoothed spread, bps) when a spread arrives. Edge cases:
@@ -172,6 +182,9 @@ class Toxicity(Node):
         spread_half_life_s: float = Field(60.0, ge=0, description="half-life of the spread mean, s (0: last)")
         spread_fallback_bps: float | None = Field(
             None, gt=0, description="spread used before any book or spread input, bps (None: skip)"
+        )
+        side: Literal["both", "bid", "ask"] = Field(
+            "both", description="fills counted: both, our bid fills only, or our ask fills only"
         )
 
         @model_validator(mode="after")
@@ -197,6 +210,12 @@ class Toxicity(Node):
     }
     tier, trigger = "hot", "event"
     kernel = toxicity_kernel
+
+    def pack_params(self) -> np.ndarray:
+        """Field order; `side` as the fill side it keeps (SIDES), None as NaN."""
+        p = self.params
+        vals = [SIDES[p.side] if n == "side" else getattr(p, n) for n in type(p).model_fields]
+        return np.array([math.nan if v is None else float(v) for v in vals], dtype=np.float64)
 
     def init_state(self):
         fs = np.zeros(4)

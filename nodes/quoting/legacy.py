@@ -147,10 +147,21 @@ def _tox_mult(tox, threshold):
 
 
 @njit(cache=True)
+def _factor(x):
+    """An optional multiplier input: its value when finite and >= 0, else 1 (not wired)."""
+    if x >= 0.0 and not math.isinf(x):
+        return x
+    return 1.0
+
+
+@njit(cache=True)
 def legacy_quoter_kernel(
     now, dt, params, st,
     mid, mid_tk, pos, pos_tk, drift, drift_tk, tox_b, tox_b_tk, tox_a, tox_a_tk, trend, trend_tk,
+    qmax_in, qmax_tk, eff_q, eff_q_tk, scale_b, scale_b_tk, scale_a, scale_a_tk,
+    smult_b, smult_b_tk, smult_a, smult_a_tk,
     ladder, zone, gate, util, scalar, skew, bid_depth, ask_depth, bid_mult, ask_mult, sig_w, gate_sig,
+    qmax_used,
 ):  # fmt: skip
     m = mid[0]
     if not (m > 0.0) or math.isinf(m):
@@ -170,9 +181,15 @@ def legacy_quoter_kernel(
     if tr != tr or math.isinf(tr):
         tr = 0.0
 
-    u = abs(q) / params[Q_QMAX]
+    q_max = params[Q_QMAX]
+    if qmax_in[0] > 0.0 and not math.isinf(qmax_in[0]):
+        q_max = qmax_in[0]  # the dynamic max position (quoting.legacy_max_position)
+    qs = eff_q[0]
+    if qs != qs or math.isinf(qs):
+        qs = q  # no position manager: the skew sees the position itself
+    u = abs(q) / q_max
     sc = 1.0 + params[Q_SCALAR] * u * u
-    sk = params[Q_SKEW] * q * sc  # bps; long -> bids further, asks closer
+    sk = params[Q_SKEW] * qs * sc  # bps; long -> bids further, asks closer
     if u < params[Q_GREEN]:
         z = ZONE_GREEN
     elif u <= params[Q_RED]:
@@ -192,10 +209,12 @@ def legacy_quoter_kernel(
     # the accumulating side (bids when long): widened and shrunk in yellow, gone in red
     acc = 0.0 if q == 0.0 else (1.0 if q > 0.0 else -1.0)
     half = params[Q_HALF]
-    bd = half - 0.5 * d + sk
-    ad = half + 0.5 * d - sk
+    bd = half * _factor(smult_b[0]) - 0.5 * d + sk  # pre_fill_as: the side's half-spread widened
+    ad = half * _factor(smult_a[0]) + 0.5 * d - sk
     bm = _tox_mult(tox_b[0], params[Q_TOX])
     am = _tox_mult(tox_a[0], params[Q_TOX])
+    ms_b = _factor(scale_b[0])  # the side's margin share (quoting.legacy_margin), 1 when flat
+    ms_a = _factor(scale_a[0])
     if z == ZONE_YELLOW:
         if acc > 0.0:
             bd += params[Q_Y_WIDEN]
@@ -220,6 +239,7 @@ def legacy_quoter_kernel(
     ask_mult[0] = am
     sig_w[0] = params[Q_SIGNAL_W]
     gate_sig[0] = gs
+    qmax_used[0] = q_max
 
     spacing = params[Q_SPACING]
     n_levels = int(params[Q_LEVELS])
@@ -248,7 +268,7 @@ def legacy_quoter_kernel(
         if bid == bid:
             prev_bid = bid
             if bid_on:
-                sz = _level_size(base * bm, bid, cap_b - cum_b, szd, min_value)
+                sz = _level_size(base * bm * ms_b, bid, cap_b - cum_b, szd, min_value)
                 if sz > 0.0:
                     ladder[i, LAD_BID_PX] = bid
                     ladder[i, LAD_BID_SZ] = sz
@@ -258,12 +278,12 @@ def legacy_quoter_kernel(
         if ask == ask:
             prev_ask = ask
             if ask_on:
-                sz = _level_size(base * am, ask, cap_a - cum_a, szd, min_value)
+                sz = _level_size(base * am * ms_a, ask, cap_a - cum_a, szd, min_value)
                 if sz > 0.0:
                     ladder[i, LAD_ASK_PX] = ask
                     ladder[i, LAD_ASK_SZ] = sz
                     cum_a += sz
-    return (1 << 12) - 1
+    return (1 << 13) - 1
 
 
 @njit(cache=True)
@@ -312,6 +332,20 @@ class LegacyQuoter(Node):
     trend never reaches the gate (RC2). Outputs ``zone`` (0 green, 1 yellow, 2 red) and
     ``gate`` jump at the boundaries, and so do depths and sizes (the RFC's "sudden behavioural
     jumps at zone boundaries").
+
+    The rest of the legacy system enters through optional inputs (graphs/legacy.yaml wires all
+    of them; unwired, each is the identity and the quoter is the one above):
+
+    * ``q_max``: the dynamic max position in force (quoting.legacy_max_position: 17.18, reduced
+      to 8.57 in a trend) replaces the q_max param in u, so zones, gate and scalar move with it;
+    * ``effective_q``: the position the skew sees (quoting.legacy_pcm: q in Hold, q x urgency in
+      Reduce): skew_bps = skew_bps_per_contract * effective_q * inventory_scalar;
+    * ``bid_spread_mult`` / ``ask_spread_mult``: the pre_fill_as multipliers
+      (quoting.legacy_pre_fill_as) on each side's half-spread: bid_depth_0 = h m_bid - d/2 + skew;
+    * ``bid_size_scale`` / ``ask_size_scale``: each side's margin share (quoting.legacy_margin)
+      on its sizes, after the toxicity and yellow multipliers and before the lot rounding and
+      the red zone's reduce-only cap (bid_size_mult / ask_size_mult stay the logged toxicity x
+      yellow multipliers).
 
     Choices where the logs are silent (all parameters):
 
@@ -382,6 +416,14 @@ class LegacyQuoter(Node):
         "toxicity_bid": In("f64", optional=True, doc="bid-side toxicity in [0, 1]; NaN -> no cut"),
         "toxicity_ask": In("f64", optional=True, doc="ask-side toxicity in [0, 1]; NaN -> no cut"),
         "trend": In("f64", optional=True, doc="trend, bps (estimators.trend.trend_bps); x signal_weight"),
+        "q_max": In(
+            "f64", optional=True, doc="max position in force (quoting.legacy_max_position); else param"
+        ),
+        "effective_q": In("f64", optional=True, doc="position the skew sees (quoting.legacy_pcm); else q"),
+        "bid_size_scale": In("f64", optional=True, doc="bid sizes x this (quoting.legacy_margin); else 1"),
+        "ask_size_scale": In("f64", optional=True, doc="ask sizes x this (quoting.legacy_margin); else 1"),
+        "bid_spread_mult": In("f64", optional=True, doc="bid half-spread x this (legacy_pre_fill_as)"),
+        "ask_spread_mult": In("f64", optional=True, doc="ask half-spread x this (legacy_pre_fill_as)"),
     }
     outputs = {
         "ladder": Out("ladder", doc="desired quotes; all NaN = quotes withheld"),
@@ -396,6 +438,7 @@ class LegacyQuoter(Node):
         "ask_size_mult": Out("f64", doc="toxicity (x yellow) size multiplier, asks"),
         "signal_weight": Out("f64", doc="the gate's trend weight (legacy: 0)"),
         "gate_signal": Out("f64", doc="signal_weight * trend, bps"),
+        "q_max_used": Out("f64", doc="the q_max in force, contracts (input, else param)"),
     }
     kernel = legacy_quoter_kernel
 

@@ -53,13 +53,16 @@ def test_runs_on_the_synthetic_market_and_the_real_btc_hour(name, shared_data, t
     assert np.isfinite(touch).any() and np.isfinite(tr["exec.pnl"][-1])  # it quoted the BTC book
 
 
-def _q_sweep(name: str, extra_trace: list[str]) -> dict[str, np.ndarray]:
+def _q_sweep(name: str, extra_trace: list[str], params: dict | None = None) -> dict[str, np.ndarray]:
     """The graph at a 100-ms clock over a 20-level book: 2 min of warm-up at q = 0 with the mid
     moving a tick now and then (volatility and the other estimators settle), then the book held
     still and the position stepped from -q_max to +q_max, one step per cycle. No broker:
-    exec.position comes from the events. Returns the trace of the sweep."""
+    exec.position comes from the events. ``params``: {node: {param: value}} set on the graph.
+    Returns the trace of the sweep."""
     spec = yaml.safe_load((GRAPHS / f"{name}.yaml").read_text())
     spec["trace"] = list(spec["trace"]) + extra_trace
+    for node, values in (params or {}).items():
+        spec["nodes"][node]["params"] = {**spec["nodes"][node].get("params", {}), **values}
 
     def book(shift: int) -> dict:
         bids = [[round(MID - 0.003 + TICK * (shift - i), 3), 40.0 + 5 * i, 2] for i in range(20)]
@@ -118,7 +121,11 @@ def test_rfc_quotes_are_continuous_in_q_and_legacy_zones_jump():
         assert step[~both].max(initial=0.0) <= min_order + LOT + lip + 1e-9, side
         assert (size[size > 0] >= min_order - 1e-9).all(), side
 
-    legacy = _q_sweep("legacy", [])
+    # the sweep holds the book still, so the trend detector never agrees and the legacy's dynamic
+    # max position stays at the start line's 17.18 (quoting.legacy_max_position), whose zones the
+    # +-8.57 sweep does not reach; hold it at the value in force in the incident, 8.57 (seed 000
+    # RC2, CONVENTIONS.md), to sweep through all three zones
+    legacy = _q_sweep("legacy", [], {"max_pos": {"max_position": Q_MAX, "reduced_fraction": 1.0}})
     zone = legacy["quote.zone"]
     assert set(np.unique(zone)) == {0.0, 1.0, 2.0}
     at = np.nonzero(np.diff(zone) != 0)[0]
@@ -146,3 +153,14 @@ def test_legacy_on_trend_down_shows_the_incident_mechanics():
     assert (tr["legacy_drift.smoothed_drift"] == 0).all()
     gate, u = tr["quote.gate"], tr["quote.utilization"]
     assert ((gate != 0) <= (u > 0.5)).all()  # the gate acts only above 50 % of q_max
+    # RC5: the injected prior holds +3 bps for the first 90 s, then the live estimate
+    early = t < 90
+    assert (tr["prior.prior_active"] == early).all() and (adj[early] == 3.0).all()
+    # the dynamic max position: 17.18 or 8.57 (while 2 of 3 trend timeframes agree, + 60 s)
+    q_max = tr["quote.q_max_used"]
+    assert set(np.unique(q_max)) == {17.18, 17.18 * (8.57 / 17.18)}
+    assert ((tr["trend.agreement"] > 0.6) <= (q_max < 17.18)).all()
+    assert np.allclose(u, np.abs(np.nan_to_num(tr["exec.position"])) / q_max)
+    # the PCM: Hold only when the position's continuation_p is above 0.50
+    assert ((tr["pcm.mode"] == 1) == ((tr["pcm.continuation_p"] > 0.5) & (tr["pcm.mode"] != 0))).all()
+    assert np.allclose(tr["margin.margin_bid"] + tr["margin.margin_ask"], 97.4)

@@ -231,3 +231,25 @@ def test_kernel_allocates_nothing_per_update():
     args = (a[2], a[3], a[4], a[5], a[6], a[9], a[11], a[13], *a[15:])
     assert _drive(3, *args) == 31 * 3
     assert allocations(_drive, 1, *args) == allocations(_drive, 400, *args)
+
+
+def test_side_keeps_one_side_of_our_fills_as_the_legacy_bid_and_ask_toxicity():
+    """side: bid counts only markouts of our bid fills (+1), ask only our ask fills (-1); both
+    (the default) counts all, so the default posterior is the one-sided ones' evidence summed."""
+
+    def rec(t, as_bps, side):
+        return (int(t), 1.0, 5.0, side, 28.0, -as_bps, as_bps)
+
+    # spread 4 bps: AS 10 informed (w 1), AS 0 noise (w 0), AS 5 half (w 0.5)
+    recs = [rec(T0 + S, 10.0, 1.0), rec(T0 + S, 0.0, -1.0), rec(T0 + S, 5.0, 1.0), rec(T0 + S, 10.0, -1.0)]
+    outs = {}
+    for side in ("both", "bid", "ask"):
+        h = NodeHarness("estimators.toxicity", {"spread_half_life_s": 0.0, "side": side})
+        h.step(T0, spread_bps=4.0)
+        outs[side] = h.step(T0 + S, markouts=recs)
+    assert (outs["bid"]["alpha_informed"], outs["bid"]["alpha_uninformed"]) == pytest.approx((2.5, 3.5))
+    assert (outs["ask"]["alpha_informed"], outs["ask"]["alpha_uninformed"]) == pytest.approx((2.0, 4.0))
+    assert (outs["both"]["alpha_informed"], outs["both"]["alpha_uninformed"]) == pytest.approx((3.5, 4.5))
+    assert outs["bid"]["toxicity"] == pytest.approx(2.5 / 6.0)
+    with pytest.raises(ValidationError):
+        Toxicity.Params(side="buy")

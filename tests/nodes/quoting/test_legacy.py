@@ -90,6 +90,7 @@ def up(x):
 
 
 SIZES = [0.36, 0.46, 0.57, 0.67, 0.78, 0.89]  # 0.36 + 0.106 i, rounded down to 2 decimals
+SIZES_RAW = [0.36 + 0.106 * i for i in range(6)]
 
 
 def quote(q=0.0, mid=28.0, params=None, **inputs):
@@ -160,6 +161,58 @@ def test_toxicity_multiplier_fits_the_logs(tox, mult):
     assert lad[5, 1] == math.floor(round(0.89 * mult * 100, 6)) / 100
     out, _ = quote(toxicity_ask=tox)
     assert out["ask_size_mult"] == pytest.approx(mult) and out["bid_size_mult"] == 1.0
+
+
+def test_rc3_bid_exposure_with_the_bid_toxicity_alone():
+    """RC3: bid_toxicity 0.524 -> 0.61 cut the bids by 2 -> 11 % while the asks, with their own
+    (low) ask_toxicity, kept full size: total bid size 3.75 x 0.976 -> x 0.89 (lot-rounded)."""
+    _, lad0 = quote(toxicity_bid=0.524, toxicity_ask=0.2)
+    _, lad1 = quote(toxicity_bid=0.61, toxicity_ask=0.2)
+    for lad, mult in ((lad0, 0.976), (lad1, 0.89)):
+        # each level rounded down to the lot, the touch raised back to the $10 minimum (0.36 at 28)
+        want = [max(math.floor(round(s * mult * 100, 6)) / 100, 0.36) for s in SIZES_RAW]
+        assert lad[:6, 1].tolist() == want and lad[:6, 3].tolist() == SIZES
+    assert lad1[:6, 1].sum() < lad0[:6, 1].sum() < sum(SIZES)
+
+
+# -- legacy_quoter: the optional inputs of the other legacy subsystems ---------------------------
+def test_dynamic_q_max_input_moves_zones_gate_and_scalar():
+    out, lad = quote(q=6.58, q_max=17.18)  # u = 0.38: green, two-sided (the 22:21:32 re-buy)
+    assert out["zone"] == 0.0 and out["gate"] == 0.0 and out["q_max_used"] == 17.18
+    assert out["utilization"] == pytest.approx(6.58 / 17.18) and not np.isnan(lad[0, 0])
+    out, lad = quote(q=6.58, q_max=8.57)  # u = 0.77: red, bids gone
+    assert out["zone"] == 2.0 and out["gate"] == 1.0 and np.isnan(lad[:, 0]).all()
+    assert out["inventory_scalar"] == pytest.approx(1 + 3 * (6.58 / 8.57) ** 2)
+    for bad in (float("nan"), 0.0, -1.0, float("inf")):
+        assert quote(q=1.0, q_max=bad)[0]["q_max_used"] == 8.57  # the param
+
+
+def test_effective_q_from_the_pcm_drives_the_skew_only():
+    out, _ = quote(q=2.12, effective_q=2.12 * 1.07)
+    base, _ = quote(q=2.12)
+    assert out["skew_bps"] == pytest.approx(base["skew_bps"] * 1.07)
+    assert out["utilization"] == base["utilization"] and out["inventory_scalar"] == base["inventory_scalar"]
+    assert quote(q=2.12, effective_q=float("nan"))[0]["skew_bps"] == base["skew_bps"]
+
+
+def test_margin_scales_and_pre_fill_as_multipliers_per_side():
+    out, lad = quote(bid_size_scale=0.79, ask_size_scale=1.21, bid_spread_mult=1.18)
+    assert out["bid_depth_bps"] == pytest.approx(2.85 * 1.18) and out["ask_depth_bps"] == pytest.approx(2.85)
+    assert lad[0, 0] == down(28.0 * (1 - 2.85 * 1.18e-4))
+    assert out["bid_size_mult"] == 1.0  # the logged multiplier is the toxicity one alone
+    for i in range(6):
+        assert lad[i, 1] == max(math.floor(round(SIZES_RAW[i] * 0.79 * 100, 6)) / 100, 0.36)
+        assert lad[i, 3] == math.floor(round(SIZES_RAW[i] * 1.21 * 100, 6)) / 100
+
+
+def test_unwired_optional_inputs_leave_the_quotes_as_they_were():
+    base, lad = quote(q=3.0, drift_adj=-2.0, toxicity_bid=0.6)
+    out, lad2 = quote(
+        q=3.0, drift_adj=-2.0, toxicity_bid=0.6, bid_size_scale=1.0, ask_size_scale=1.0,
+        bid_spread_mult=1.0, ask_spread_mult=1.0, effective_q=3.0, q_max=8.57,
+    )  # fmt: skip
+    assert np.array_equal(lad, lad2, equal_nan=True)
+    assert all(out[k] == base[k] for k in base if k != "ladder")
 
 
 def test_a_toxicity_cut_below_ten_dollars_is_raised_to_the_minimum():
@@ -259,15 +312,16 @@ def test_ladder_obeys_the_exchange_rules(q, mid, drift, tox):
 
 # -- no allocation -------------------------------------------------------------------------------
 @njit
-def _drive_quoter(n, params, st_, mid, pos, drift, tb, ta, tr, outs):
+def _drive_quoter(n, params, st_, mid, pos, drift, tb, ta, tr, extra, outs):
     total = 0
     for k in range(n):
         mid[0] = 28.0 + 0.001 * (k % 11)
         pos[0] = -9.0 + 0.1 * (k % 180)
         total += legacy_quoter_kernel(
             np.int64(k) * 6_000_000_000, 6.0, params, st_, mid, True, pos, True, drift, True, tb, True,
-            ta, True, tr, True, outs[0], outs[1], outs[2], outs[3], outs[4], outs[5], outs[6], outs[7],
-            outs[8], outs[9], outs[10], outs[11],
+            ta, True, tr, True, extra[0], True, extra[1], True, extra[2], True, extra[3], True, extra[4],
+            True, extra[5], True, outs[0], outs[1], outs[2], outs[3], outs[4], outs[5], outs[6], outs[7],
+            outs[8], outs[9], outs[10], outs[11], outs[12],
         )  # fmt: skip
     return total
 
@@ -285,10 +339,13 @@ def _drive_drift(n, params, st_, mu, raw, adj, cl, sm):
 
 def test_kernels_allocate_nothing_per_cycle():
     a = example_args(LegacyQuoter())
-    # [now, dt, params, st, mid, tk, pos, tk, drift, tk, tox_b, tk, tox_a, tk, trend, tk, outs...]
+    # [now, dt, params, st, mid, tk, pos, tk, drift, tk, tox_b, tk, tox_a, tk, trend, tk,
+    #  q_max, tk, effective_q, tk, bid/ask_size_scale, tk, tk, bid/ask_spread_mult, tk, tk, outs...]
     a[8][0], a[10][0], a[12][0], a[14][0] = -3.0, 0.6, 0.4, -10.0
-    outs = (a[16], *a[17:28])
-    args = (a[2], a[3], a[4], a[6], a[8], a[10], a[12], a[14], outs)
+    a[16][0], a[18][0], a[20][0], a[22][0], a[24][0], a[26][0] = 17.18, 1.2, 0.8, 1.2, 1.1, 1.0
+    extra = (a[16], a[18], a[20], a[22], a[24], a[26])
+    outs = (a[28], *a[29:41])
+    args = (a[2], a[3], a[4], a[6], a[8], a[10], a[12], a[14], extra, outs)
     assert _drive_quoter(50, *args) > 0
     assert allocations(_drive_quoter, 1, *args) == allocations(_drive_quoter, 400, *args)
     d = example_args(LegacyDrift())
