@@ -18,9 +18,13 @@ instead of drawing its own) and adds their price impact to the latent mid ``X``:
   which makes the price an exact martingale under uninformed flow however long the sign
   memory (the "history-dependent impact model" form of the Bouchaud et al. 2004 propagator,
   Taranto et al. 2018);
-* liquidations: forced orders whose intensity grows with the move of the mid away from its
-  1-minute average (falls force longs to sell, rises force shorts to buy) and is self-exciting
-  (Hawkes); their impact moves the mid further, which triggers more.
+* liquidations: leveraged positions opened around the mid's 10-minute average ``A`` have
+  their liquidation prices spread from ``liq_distance_bps`` below it (longs) and above it
+  (shorts) outward; when the mid crosses levels not crossed before (below the front ``lo``,
+  above ``hi``) forced orders are triggered in proportion to the range crossed, arriving as a
+  self-exciting (Hawkes) burst; their impact pushes the mid further, which crosses more
+  levels. The fronts relax back to A -+ liq_distance_bps (new positions are opened), so a
+  market that has stood still has fresh levels at that distance again.
 
 Randomness: its own stream (seeded from the scenario seed), so the latent pass and the
 renderer draw exactly what they draw without a flow section."""
@@ -39,7 +43,7 @@ N_FK = 4
 # flow model constants (FlowModel)
 (
     FC_DT, FC_MU_REF, FC_IMPACT, FC_DELTA, FC_FCAP, FC_META_A, FC_META_ON, FC_META_T, FC_INF_ON,
-    FC_HK_N, FC_HK_BETA, FC_LQ_TAU, FC_LQ_THR, FC_LQ_RATE, FC_LQ_N, FC_LQ_BETA, FC_LQ_SIZE, FC_DEPTH_SD,
+    FC_HK_N, FC_HK_BETA, FC_LQ_TAU, FC_LQ_DIST, FC_LQ_RATE, FC_LQ_N, FC_LQ_BETA, FC_LQ_SIZE, FC_DEPTH_SD,
     FC_DEPTH_TAU,
 ) = range(19)  # fmt: skip
 N_FC = 19
@@ -67,12 +71,12 @@ class FlowModel:
     informed_start_per_s: float = 1.0 / 30.0  # extra starts per s on the drift's side at |tanh| = 1
     hawkes_n: float = 0.7  # branching ratio of order arrivals (signless clustering)
     hawkes_beta: float = 0.2  # 1/s, decay of the arrival excitation
-    liq_anchor_tau_s: float = 60.0  # the mid's reference for liquidations: EMA of the mid
-    liq_threshold_bps: float = 4.0  # move beyond the anchor before positions are forced out
-    liq_rate_per_bps: float = 0.018  # forced orders per s per bps beyond the threshold
-    liq_hawkes_n: float = 0.6  # branching ratio of forced orders
-    liq_hawkes_beta: float = 0.25  # 1/s
-    liq_size_mult: float = 3.0  # forced orders' median size / the crowd's
+    liq_refill_tau_s: float = 600.0  # the mid's 10-min EMA: where the crowd's positions were opened
+    liq_distance_bps: float = 10.0  # nearest liquidation levels this far beyond it (leverage)
+    liq_per_bps: float = 0.5  # forced orders per bps of new low (new high) the mid crosses
+    liq_hawkes_n: float = 0.5  # branching ratio of forced orders
+    liq_hawkes_beta: float = 0.3  # 1/s
+    liq_size_mult: float = 10.0  # forced orders' median size / the crowd's
     depth_sd: float = 0.45  # sd of log market depth: impact scales as exp(-log depth), E[scale^2] = 1
     depth_tau_s: float = 120.0  # its OU time constant (liquidity comes and goes over minutes)
 
@@ -125,14 +129,17 @@ def _chain_step(m, a_on, a_off, p_informed, side_inf):
 
 
 @njit(cache=True)
-def _one(st, post, eps, v, kind, fk, fc, fi, F_SIDE, F_SIZE, F_KIND, j):
-    """Record order j and add its impact to st[0] (cumulative impact, bps)."""
+def _one(st, post, eps, v, kind, fk, fc, fi, F_SIDE, F_SIZE, F_KIND, F_WALK, j):
+    """Record order j and add its impact to st[0] (cumulative impact, bps). A forced order
+    walks the book as far as its impact moves the touch (F_WALK ticks): it is a sweep."""
     F_SIDE[j] = eps
     F_SIZE[j] = v
     F_KIND[j] = kind
     pr = _filter_obs(post, float(eps), fc[FC_META_A])
     f = min((v / fi[FI_MED]) ** fc[FC_DELTA], fc[FC_FCAP])
-    st[0] += eps * 2.0 * (1.0 - pr) * fk[FK_IMPACT] * fc[FC_IMPACT] * f * st[1]
+    d = eps * 2.0 * (1.0 - pr) * fk[FK_IMPACT] * fc[FC_IMPACT] * f * st[1]
+    st[0] += d
+    F_WALK[j] = int(abs(d) / (fi[FI_TICK] / fi[FI_PRICE] * 1e4) + 0.5) if kind == KIND_LIQ else 0
 
 
 @njit(cache=True)
@@ -143,7 +150,7 @@ def _size(fi, mult):
 
 
 @njit(cache=True)
-def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SIDE, F_SIZE, F_KIND):
+def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SIDE, F_SIZE, F_KIND, F_WALK):
     """Orders of every block into F_* (block k's orders are F_OFF[k]:F_OFF[k+1]) and their
     impact into X (from the next block on: an order meets the book its block starts with).
     Returns the number of orders, or -1 when F_SIDE is too small (the caller retries)."""
@@ -160,8 +167,9 @@ def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SID
     alpha = n_hk * (1.0 - dec) / dt  # expected offspring alpha dt / (1 - dec) = n_hk
     dec_l = math.exp(-fc[FC_LQ_BETA] * dt)
     alpha_l = fc[FC_LQ_N] * (1.0 - dec_l) / dt
-    b_anchor = dt / fc[FC_LQ_TAU]
+    b_ref = dt / fc[FC_LQ_TAU]
     liq = fk[FK_LIQ] * fc[FC_LQ_RATE]
+    decay_l = (1.0 - dec_l) / dt  # a triggered mass L arrives at rate L * decay_l, decaying
     lam_imp = fk[FK_IMPACT] * fc[FC_IMPACT]
     ef2 = math.exp(2.0 * (fc[FC_DELTA] * fi[FI_LOGSD]) ** 2)  # E f^2 of a lognormal size
     post = np.array([1.0, 0.0, 0.0])  # the market's belief about M; one allocation per run
@@ -173,7 +181,10 @@ def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SID
     ex = 0.0
     ex_dn = 0.0
     ex_up = 0.0
-    anchor = 0.0
+    dist = fc[FC_LQ_DIST]
+    anchor = 0.0  # where positions were opened (bps from start)
+    lo = -dist  # the nearest long-liquidation levels not yet crossed, and short ones
+    hi = dist
     j = 0
     nseg = seg_start.shape[0]
     s = 0
@@ -185,7 +196,15 @@ def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SID
         st[1] = math.exp(ld - sd_d * sd_d)
         X[k] += int(math.floor(st[0] / h + 0.5))
         price_bps = (X[k] - x0) * h
-        anchor += (price_bps - anchor) * b_anchor
+        anchor += (price_bps - anchor) * b_ref
+        lo += (anchor - dist - lo) * b_ref
+        hi += (anchor + dist - hi) * b_ref
+        if price_bps < lo:  # levels crossed: a mass of forced sells, arriving as a burst
+            ex_dn += liq * (lo - price_bps) * decay_l
+            lo = price_bps
+        if price_bps > hi:
+            ex_up += liq * (price_bps - hi) * decay_l
+            hi = price_bps
         # metaorders: the true state moves, the market's belief is propagated with the same
         # uninformed chain (it cannot see the drift)
         th = math.tanh(MU[k] / fc[FC_MU_REF])
@@ -194,26 +213,27 @@ def flow_pass(seed, x0, seg_start, seg_par, fk, fc, fi, MU, X, SIG, F_OFF, F_SID
         _filter_step(post, on_u, a_off)
         base = fi[FI_RATE] * seg_par[s, S_ACT_COL] * (1.0 - n_hk)
         nk = np.random.poisson((base + ex) * dt)
-        fall = anchor - price_bps
-        nd = np.random.poisson(liq * (max(0.0, fall - fc[FC_LQ_THR]) + ex_dn) * dt) if liq > 0.0 else 0
-        nu = np.random.poisson(liq * (max(0.0, -fall - fc[FC_LQ_THR]) + ex_up) * dt) if liq > 0.0 else 0
+        nd = np.random.poisson(ex_dn * dt) if ex_dn > 0.0 else 0
+        nu = np.random.poisson(ex_up * dt) if ex_up > 0.0 else 0
         if j + nk + nd + nu > cap:
             return -1
         for _ in range(nk):
             meta = m != 0 and np.random.random() < a_meta
             eps = m if meta else (1 if np.random.random() < 0.5 else -1)
             _one(st, post, eps, _size(fi, 1.0), KIND_META if meta else KIND_NOISE, fk, fc, fi,
-                 F_SIDE, F_SIZE, F_KIND, j)  # fmt: skip
+                 F_SIDE, F_SIZE, F_KIND, F_WALK, j)  # fmt: skip
             j += 1
         for _ in range(nd):
-            _one(st, post, -1, _size(fi, fc[FC_LQ_SIZE]), KIND_LIQ, fk, fc, fi, F_SIDE, F_SIZE, F_KIND, j)
+            _one(st, post, -1, _size(fi, fc[FC_LQ_SIZE]), KIND_LIQ, fk, fc, fi, F_SIDE, F_SIZE, F_KIND,
+                 F_WALK, j)  # fmt: skip
             j += 1
         for _ in range(nu):
-            _one(st, post, 1, _size(fi, fc[FC_LQ_SIZE]), KIND_LIQ, fk, fc, fi, F_SIDE, F_SIZE, F_KIND, j)
+            _one(st, post, 1, _size(fi, fc[FC_LQ_SIZE]), KIND_LIQ, fk, fc, fi, F_SIDE, F_SIZE, F_KIND,
+                 F_WALK, j)  # fmt: skip
             j += 1
         ex = ex * dec + alpha * nk
-        ex_dn = ex_dn * dec_l + alpha_l * nd / max(liq, 1e-300)
-        ex_up = ex_up * dec_l + alpha_l * nu / max(liq, 1e-300)
+        ex_dn = ex_dn * dec_l + alpha_l * nd
+        ex_up = ex_up * dec_l + alpha_l * nu
         # the truth's sigma carries the flow's variance (lambda^2 * rate * E f^2, unpredicted)
         SIG[k] = math.sqrt(SIG[k] * SIG[k] + (lam_imp * st[1]) ** 2 * (base + ex) * ef2)
     F_OFF[n] = j

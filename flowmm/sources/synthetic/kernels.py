@@ -480,15 +480,42 @@ def _order(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
 
 
 @njit(cache=True)
-def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, p_open, fst, bsz, bnn, asz, ann, ist, ipar, mid_ticks,
-                 g_u, depth_bps, pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
-                 tid):  # fmt: skip
-    """The flow pass's orders j0..j1-1 printed against the book (flow.py). Open interest: a
-    forced order (KIND_LIQ = 2) closes a position; the others open with probability p_open."""
+def _flow_room(j0, j1, F_WALK):
+    """Events the flow orders j0..j1-1 may print (0 without flow: F_OFF is all 0)."""
+    n = 0
+    for j in range(j0, j1):
+        n += 2 + F_WALK[j]
+    return n
+
+
+@njit(cache=True)
+def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst, bsz, bnn, asz, ann, ist, ipar,
+                 mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne,
+                 npl, t, tid):  # fmt: skip
+    """The flow pass's orders j0..j1-1 printed against the book (flow.py). A forced order that
+    walks >= 2 ticks is a sweep to the touch its impact sets (its prints are what it took), the
+    others take at most two levels (``_order``). Open interest: a forced order (KIND_LIQ = 2)
+    closes a position; the others open with probability p_open."""
     for j in range(j0, j1):
         side = int(F_SIDE[j])
         q = F_SIZE[j]
-        if side == 1:
+        walk = F_WALK[j]
+        if walk >= 2:
+            touch = ist[IS_BID] if side < 0 else ist[IS_ASK]
+            new = touch + side * walk
+            if side < 0:
+                ne, npl, tid, q = _sweep(-1, bsz, bnn, touch, new, ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                         lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                         tid)  # fmt: skip
+                _move_touch(bsz, bnn, touch, new, 1, pi, lm, lsd, cdf_n, scale, 0)
+                ist[IS_BID] = new
+            else:
+                ne, npl, tid, q = _sweep(1, asz, ann, touch, new, ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                         lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                         tid)  # fmt: skip
+                _move_touch(asz, ann, touch, new, -1, pi, lm, lsd, cdf_n, scale, 0)
+                ist[IS_ASK] = new
+        elif side == 1:
             ne, npl, tid = _order(1, q, asz, ann, ist[IS_ASK], ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
                                   cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
         else:
@@ -572,7 +599,8 @@ def _scaled(s, scale):
 @njit(cache=True)
 def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start, seg_par, knobs, cst,
            ipar, pi, lm, lsd, cdf_odd, cdf_even, cdf_n, ist, fst, bsz, bnn, asz, ann, stb, sta, fb, fa, mb,
-           ma, vals, F_OFF, F_SIDE, F_SIZE, F_KIND, flow_on, out_t, out_k, out_off, out_pl):  # fmt: skip
+           ma, vals, F_OFF, F_SIDE, F_SIZE, F_KIND, F_WALK, flow_on, out_t, out_k, out_off,
+           out_pl):  # fmt: skip
     """Events of blocks k0..k1-1 into out_*; returns (events, payload floats), (-1, -1) if the
     output arrays are too small (the caller restores the state and retries with more room).
     With ``flow_on`` every aggressive order is the flow pass's (F_*, flow.py), none drawn here."""
@@ -654,7 +682,7 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
         lam_s = 0.5 * base * (1.0 - a_side) + fst[FS_ES]
         nb = np.random.poisson(lam_b * dt)
         ns = np.random.poisson(lam_s * dt)
-        need_ev = 12 + 2 * (nb + ns + F_OFF[k + 1] - F_OFF[k]) + abs(jump)  # F_OFF all 0 without flow
+        need_ev = 12 + 2 * (nb + ns) + abs(jump) + _flow_room(F_OFF[k], F_OFF[k + 1], F_WALK)
         if ne + need_ev > cap_ev or npl + 4 * need_ev + 400 > cap_pl:
             return -1, -1
         if k == 0:
@@ -689,9 +717,10 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
             )  # fmt: skip
             fst[FS_OI] += q if np.random.random() < p_open else -q
         if flow_on:
-            ne, npl, tid = _flow_orders(F_OFF[k], F_OFF[k + 1], F_SIDE, F_SIZE, F_KIND, p_open, fst, bsz, bnn,
-                                        asz, ann, ist, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n,
-                                        scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
+            ne, npl, tid = _flow_orders(F_OFF[k], F_OFF[k + 1], F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst,
+                                        bsz, bnn, asz, ann, ist, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
+                                        cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                        tid)  # fmt: skip
         # 3. this block's jump, rendered as a sweep through the book
         if jump != 0:
             xn = X[k]

@@ -160,23 +160,29 @@ class Synthetic:
         out = {"F_OFF": np.zeros(n + 1, np.int64)}
         scn = self.scenario
         if scn.flow is None:
-            out |= {"F_SIDE": np.zeros(1), "F_SIZE": np.zeros(1), "F_KIND": np.zeros(1, np.int64)}
+            out |= {"F_SIDE": np.zeros(1), "F_SIZE": np.zeros(1)}
+            out |= {"F_KIND": np.zeros(1, np.int64), "F_WALK": np.zeros(1, np.int64)}
             return out
         ins = scn.instrument
         fi = np.array([ins.price, ins.tick, 10.0**-ins.size_decimals, ins.trade_rate, ins.trade_size_median,
                        ins.trade_size_logsd])  # fmt: skip
         cap = int(n * self.model.dt * ins.trade_rate * 4) + 1000
         while True:
-            side, size, kind = np.zeros(cap), np.zeros(cap), np.zeros(cap, np.int64)
+            side, size, kind, walk = (
+                np.zeros(cap),
+                np.zeros(cap),
+                np.zeros(cap, np.int64),
+                np.zeros(cap, np.int64),
+            )
             X, SIG = lat["X"].copy(), lat["SIG"].copy()
             got = F.flow_pass(_seed(self.seed, 4), x0, seg_start, seg_par, scn.flow.array(),
                               F.FLOW_MODEL.array(), fi, lat["MU"], X, SIG, out["F_OFF"], side, size,
-                              kind)  # fmt: skip
+                              kind, walk)  # fmt: skip
             if got >= 0:
                 break
             cap *= 2
         lat["X"], lat["SIG"] = X, SIG
-        return out | {"F_SIDE": side[:got], "F_SIZE": size[:got], "F_KIND": kind[:got]}
+        return out | {"F_SIDE": side[:got], "F_SIZE": size[:got], "F_KIND": kind[:got], "F_WALK": walk[:got]}
 
     def _ipar(self) -> np.ndarray:
         scn = self.scenario
@@ -226,7 +232,9 @@ class Synthetic:
             "sta": np.zeros((K.LEVELS, 3)),
         }
         scratch = [np.zeros((K.LEVELS, 3)) for _ in range(4)] + [np.zeros(8)]
-        flow = [lat[k] for k in ("F_OFF", "F_SIDE", "F_SIZE", "F_KIND")] + [self.scenario.flow is not None]
+        flow = [lat[k] for k in ("F_OFF", "F_SIDE", "F_SIZE", "F_KIND", "F_WALK")] + [
+            self.scenario.flow is not None
+        ]
         paths = [lat[k] for k in ("X", "JUMP", "MU", "SIG", "REG", "Y", "ANT", "seg_start", "seg_par")]
         tables = (knobs, cst, ipar, pi, lm, lsd, cdf_odd, cdf_even, cdf_n)
         for c, k0 in enumerate(range(0, self.n_blocks, self.chunk_blocks)):
