@@ -142,8 +142,8 @@ def quotes_on_incident(tape, graph: Path, n_seeds: int) -> dict:
 
 
 GAP = (
-    "issue 17 criterion not met yet (measured, 20 seeds): resting quotes on incident are filled mostly "
-    "by the book's tick-by-tick moves (spread redraws, parity flips) with no continuation"
+    "issue 17 criterion not met yet (docs/synthetic.md, incident): resting quotes are filled at every tick "
+    "of a book re-centred on the mid, uniformly through the selloff; probe bid AS 1.96 bps, legacy 40 % buys"
 )
 
 
