@@ -5,7 +5,8 @@ each written as ``<recv_ns> <frame JSON>`` with the archive's receive time), rep
 ``--repeat`` times with shifted times so the figure is not dominated by start-up. Printed:
 
 * parse: frames/s and events/s of ``Replay(cache=False)`` (read LZ4, JSON, parser, table);
-* first replay with the cache on (parse + write the cache), and a second one (read the cache);
+* first replay with the cache on (parse + write the chunk store), and a second one (read the
+  store back, chunk by chunk, as a run does);
 * the file sizes (recording, cache).
 
 Figures only, no asserts. Usage::
@@ -63,7 +64,7 @@ def main() -> None:
         t0 = time.perf_counter()
         src = Replay(rec, cache=False)
         parse = time.perf_counter() - t0
-        n = len(src.table)
+        n = len(src.store)
         print(
             f"recording: {frames:,} l2Book frames (20+20 levels), "
             f"{rec.stat().st_size / 1e6:.1f} MB compressed"
@@ -75,13 +76,16 @@ def main() -> None:
         t_first = time.perf_counter() - t0
         t0 = time.perf_counter()
         second = Replay(rec)
+        read = sum(len(c) for c in second.chunks())  # the store is read as the run reads it
         t_second = time.perf_counter() - t0
+        assert read == n
         cache = Path(second.cache_state.split("(", 1)[1].rstrip(")"))
+        size = sum(f.stat().st_size for f in cache.iterdir())
         print(f"first replay, cache {first.cache_state.split()[0]}: {t_first:.2f} s")
         print(
             f"second replay, cache {second.cache_state.split()[0]}: {t_second:.3f} s -> "
             f"{n / t_second:,.0f} events/s "
-            f"({cache.stat().st_size / 1e6:.1f} MB cache)"
+            f"({size / 1e6:.1f} MB cache, {len(second.store.chunks)} chunks)"
         )
 
 

@@ -229,9 +229,9 @@ def _open_source(args: argparse.Namespace):
         )  # fmt: skip
     if len(args.data) > 1:
         raise UsageError("--source events reads one file", hint="merge the files, or use --source replay")
-    from flowmm.sources import Events
+    from flowmm.sources.events import EventFile
 
-    return Events.from_file(args.data[0])
+    return EventFile(args.data[0])  # streamed: memory flat in the file's length
 
 
 def _open_live(args: argparse.Namespace):

@@ -59,7 +59,7 @@ class NodeHarness:
         """``sizes``: vec sizes of inputs; ``variadic``: number of sources per variadic input."""
         self.node = _node(node, params)
         self.params = self.node.pack_params()
-        self.state = self.node.init_state()
+        self.state = self.node.checked_state()
         self.capacity = capacity
         sizes, variadic = sizes or {}, variadic or {}
         self.inputs: dict[str, Any] = {}

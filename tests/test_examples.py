@@ -78,3 +78,10 @@ def test_demo_events_are_sorted_and_regenerate_from_the_capture(tmp_path):
     assert out.read_text() == DEMO_EVENTS.read_text()
     tids = [json.loads(l)["tid"] for l in out.read_text().splitlines()[1:] if '"trade"' in l]
     assert len(tids) == len(set(tids)) == 64
+
+
+def test_writing_a_node_shows_the_example_node_verbatim():
+    """docs/writing-a-node.md's complete example is the file that tests run (spread.yaml)."""
+    doc = (ROOT / "docs/writing-a-node.md").read_text()
+    block = doc.split("```python\n", 1)[1].split("```\n", 1)[0]
+    assert block == (ROOT / "docs/examples/nodes/spread_bps.py").read_text()

@@ -38,13 +38,16 @@ PLUGIN = textwrap.dedent(
 
 
     @njit(cache=True)
-    def quoter_kernel(now, dt, params, *args):
-        return 0
+    def quoter_kernel(
+        now, dt, params, mid, mid_ticked, sigma, sigma_ticked, drift, drift_ticked,
+        fills_t, fills_r, fills_start, fills_end, ladder,
+    ):  # fmt: skip
+        return EMIT_Q.NONE
 
 
     @njit(cache=True)
-    def probe_kernel(now, dt, params, *args):
-        return 0
+    def probe_kernel(now, dt, params, truth, truth_ticked, mu):
+        return EMIT_P.NONE
 
 
     class Quoter(Node):
@@ -76,6 +79,9 @@ PLUGIN = textwrap.dedent(
         inputs = {"truth": In("vec")}
         outputs = {"mu": Out("f64")}
         kernel = probe_kernel
+
+
+    EMIT_Q, EMIT_P = Quoter.EMIT, Probe.EMIT
     '''
 )
 

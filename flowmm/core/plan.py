@@ -110,7 +110,7 @@ class Plan:
             values=values,
             ver=np.zeros(len(self.ports), np.int64),
             seen=np.zeros(self.n_slots, np.int64),
-            states=[n.node.init_state() for n in self.nodes],
+            states=[n.node.checked_state() for n in self.nodes],
         )
 
 
@@ -652,7 +652,7 @@ class _Builder:
                 inputs=bindings,
                 outputs=[(p, port_ids[f"{name}.{p}"]) for p in node.outputs],
                 params=node.pack_params(),
-                state=node.init_state(),
+                state=node.checked_state(),
             )
             for b in bindings:
                 pt = PORT_TYPES[b.decl.type]

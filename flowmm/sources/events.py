@@ -16,6 +16,10 @@ dict / line; ``t`` is the event time in integer ns, ``kind`` one of the kinds be
     {"t": ..., "kind": "position", "q": ...}
 
 Events must be in non-decreasing time; events sharing a ``t`` form one batch.
+
+``Events.from_file`` reads a file into memory; :class:`EventFile` (what the CLI uses) streams
+it: parsed once, block by block, into a temporary chunk store, then read back one chunk at a
+time, so memory stays flat in the length of the file. Both give the same chunks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,7 @@ import numpy as np
 from flowmm.core import events as E
 from flowmm.core.events import EventTable
 from flowmm.errors import Location, SourceError
+from flowmm.sources.store import ChunkWriter, StoredEvents, check_order
 
 _FIELDS = {
     E.TRADE: ("px", "sz", "side", "tid"),
@@ -160,20 +166,7 @@ class Events:
     @classmethod
     def from_file(cls, path: str | Path, **kwargs) -> Events:
         """Read a JSON-lines file (``.jsonl`` or ``.jsonl.gz``), one event per line."""
-        path = Path(path)
-        opener = gzip.open if path.suffix == ".gz" else open
-        rows = []
-        try:
-            with opener(path, "rt") as f:
-                for lineno, line in enumerate(f, 1):
-                    if not line.strip() or line.lstrip().startswith("#"):
-                        continue
-                    try:
-                        rows.append(encode_event(json.loads(line)))
-                    except (ValueError, KeyError) as exc:
-                        raise SourceError(str(exc), Location(str(path), lineno)) from None
-        except OSError as exc:
-            raise SourceError(f"cannot read event file: {exc.strerror or exc}", Location(str(path))) from None
+        rows = [r for block in _file_blocks(Path(path), 1 << 62) for r in block]
         kwargs.setdefault("origin", str(path))
         return cls(build_table(rows), **kwargs)
 
@@ -194,3 +187,56 @@ class Events:
                 stop += 1
             yield self.table.slice(start, stop)
             start = stop
+
+
+def _file_blocks(path: Path, block: int) -> Iterator[list[tuple[int, int, list[float]]]]:
+    """The encoded events of a JSON-lines file, ``block`` at a time (errors at file:line)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows: list = []
+    try:
+        with opener(path, "rt") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip() or line.lstrip().startswith("#"):
+                    continue
+                try:
+                    rows.append(encode_event(json.loads(line)))
+                except (ValueError, KeyError) as exc:
+                    raise SourceError(str(exc), Location(str(path), lineno)) from None
+                if len(rows) >= block:
+                    yield rows
+                    rows = []
+    except OSError as exc:
+        raise SourceError(f"cannot read event file: {exc.strerror or exc}", Location(str(path))) from None
+    yield rows
+
+
+class EventFile(StoredEvents, Events):
+    """A JSON-lines event file, streamed (see the module docstring); the chunks, ``provides``
+    and ``end_time`` are those of ``Events.from_file(path)``."""
+
+    def __init__(self, path: str | Path, *, chunk_size: int = 1 << 12, block: int = 1 << 12):
+        path = Path(path)
+        self._tmp = tempfile.TemporaryDirectory(prefix="flowmm-events-")  # removed with the source
+        writer = ChunkWriter(Path(self._tmp.name) / "events")
+        n, last = 0, None
+        try:
+            for rows in _file_blocks(path, block):
+                table = build_table(rows)
+                bad = check_order(table.t, n, last)
+                if bad is not None:
+                    i = bad - n
+                    prev = last if i == 0 else table.t[i - 1]
+                    raise SourceError(
+                        f"event {bad} goes back in time ({table.t[i]} < {prev})",
+                        Location(str(path)),
+                        hint="events must be sorted by t",
+                    )
+                if len(table):
+                    n, last = n + len(table), int(table.t[-1])
+                writer.add(table)
+        except BaseException:
+            writer.abort()
+            raise
+        self.store = writer.close({})
+        self.chunk_size = chunk_size
+        self._index()

@@ -23,11 +23,17 @@ The coin is the session header's, the one given, or the first seen (others count
 decimals come from a meta frame in the data, ``sz_decimals``, or the bundled dated table
 (:mod:`flowmm.hyperliquid.instruments`); the tick from them at the first mid.
 
-**Columnar cache.** The parsed events (and the parse report) are saved beside the input
-(``<file>.flowmm-<key>.npz``; a folder's in ``<dir>/.flowmm-cache/``), or under
-``$FLOWMM_CACHE_DIR/replay`` (default ``~/.cache/flowmm/replay``) when that folder is read-only.
-The key covers the files' paths, sizes and mtimes, the options and the parser's source, so a
-stale cache is never read. ``cache=False`` skips it.
+**Load as you go.** The input is parsed once, streaming, into a columnar cache of event chunks
+(:class:`flowmm.sources.store.ChunkStore`, a folder ``<file>.flowmm-<key>/``; a folder's in
+``<dir>/.flowmm-cache/``, or under ``$FLOWMM_CACHE_DIR/replay`` (default
+``~/.cache/flowmm/replay``) when that folder is read-only), and the run reads the chunks back
+one at a time: memory stays flat in the length of the data (the parse holds one block of
+events, the run one chunk). The key covers the files' paths, sizes and mtimes, the options and
+the parser's source, so a stale cache is never read. ``cache=False`` parses into a private
+temporary store, removed with the source. The chunks delivered are those of the whole table
+(``Events.chunks``), whatever the store's own boundaries (:func:`flowmm.sources.store.rechunk`);
+``.table`` still gives the whole cut table, read into memory on first use. An hftbacktest
+``.npz`` is decoded whole (its book keeping runs over the full array), then stored in chunks.
 
 **Speed.** ``speed=None`` delivers as fast as the engine takes it; ``speed=k`` paces event
 time at k × wall time (1 = real time), in slices of at most 50 ms of event time.
@@ -42,7 +48,7 @@ import io
 import json
 import math
 import os
-import time
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,10 +63,20 @@ from flowmm.hyperliquid.instruments import Instrument, bundled
 from flowmm.hyperliquid.parser import FrameParser
 from flowmm.io.recording import ReadReport, first_line, open_lines
 from flowmm.sources.events import Events, build_table
+from flowmm.sources.store import ChunkStore, ChunkWriter, StoredEvents, check_order, concat
 
 CAPTURE, ARCHIVE, ASSET_CTXS, NPZ = "recording", "archive_l2book", "asset_ctxs_csv", "hftbacktest_npz"
-_PACE_SLICE_NS = 50_000_000
-_CODE = ("flowmm/hyperliquid/messages.py", "flowmm/hyperliquid/parser.py", "flowmm/sources/replay.py")
+_CODE = (
+    "flowmm/hyperliquid/messages.py",
+    "flowmm/hyperliquid/parser.py",
+    "flowmm/sources/replay.py",
+    "flowmm/sources/store.py",
+)
+# Chunks are bounded in events so that memory is bounded in bytes: a 20-level book is ~1 KB of
+# payload, so 4,096 events are ~4 MB whatever the length of the data (and a chunk is well under
+# a second of engine time, so a signal is handled promptly).
+_BLOCK = 1 << 12  # events per chunk of the store
+_ROWS = 4096  # parsed rows held as Python objects before they become arrays (a wide book is ~4 KB)
 
 
 def detect_format(path: Path) -> str:
@@ -96,8 +112,7 @@ def expand(paths: list[str | Path]) -> list[Path]:
                 f
                 for f in p.rglob("*")
                 if f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                and ".flowmm-" not in f.name
+                and not any(part.startswith(".") or ".flowmm-" in part for part in f.relative_to(p).parts)
             )
         elif p.is_file():
             out.append(p)
@@ -182,7 +197,7 @@ def _writable(folder: Path) -> bool:
     return os.access(probe, os.W_OK) and bool(probe.stat().st_mode & 0o200)
 
 
-class Replay(Events):
+class Replay(StoredEvents, Events):
     """Recorded Hyperliquid data as a source (see the module docstring)."""
 
     name = "replay"
@@ -200,7 +215,7 @@ class Replay(Events):
         speed: float | None = None,
         fills: bool = False,
         cache: bool = True,
-        chunk_size: int = 1 << 16,
+        chunk_size: int = 1 << 12,
     ):
         paths = data if isinstance(data, list) else [data]
         files = expand(paths)
@@ -219,15 +234,14 @@ class Replay(Events):
         self.options = {"coin": coin, "ref_coin": ref_coin, "spot_coin": spot_coin, "fills": fills}
         self.speed = speed
         self.start, self.end = parse_time(start), parse_time(end)
-        table, self.info, self.cache_state = self._load(cache)
-        if self.start is not None or self.end is not None:
-            lo = 0 if self.start is None else int(np.searchsorted(table.t, self.start, "left"))
-            hi = len(table) if self.end is None else int(np.searchsorted(table.t, self.end, "right"))
-            table = table.slice(lo, hi)
-        super().__init__(table, chunk_size=chunk_size, origin=str(self.files[0]))
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self.store, self.cache_state = self._load(cache)
+        self.info = self.store.info
+        self.chunk_size = chunk_size
+        self._index()
         self.coin = self.info["coin"]
         self.instrument = self._instrument(sz_decimals)
-        self.tick_size = self._tick(table)
+        self.tick_size = self._tick()
 
     # -- parsing and the cache --------------------------------------------------------------------
 
@@ -239,57 +253,71 @@ class Replay(Events):
         h.update(json.dumps(self.options, sort_keys=True).encode())
         key = h.hexdigest()[:16]
         if len(self.files) == 1:
-            near = self.files[0].with_name(f"{self.files[0].name}.flowmm-{key}.npz")
+            near = self.files[0].with_name(f"{self.files[0].name}.flowmm-{key}")
         else:
-            near = self.files[0].parent / ".flowmm-cache" / f"replay-{key}.npz"
-        return near, _cache_dir() / f"{self.files[0].name}.flowmm-{key}.npz"
+            near = self.files[0].parent / ".flowmm-cache" / f"replay-{key}"
+        return near, _cache_dir() / f"{self.files[0].name}.flowmm-{key}"
 
-    def _load(self, cache: bool) -> tuple[EventTable, dict, str]:
+    def _load(self, cache: bool) -> tuple[ChunkStore, str]:
         candidates = self._cache_path() if cache else ()
         for path in candidates:
-            if path.exists():
+            if (path / "index.json").exists():
                 try:
-                    with np.load(path, allow_pickle=False) as z:
-                        table = EventTable(z["t"], z["kind"], z["off"], z["payload"])
-                        info = json.loads(str(z["info"]))
-                    return table, info, f"hit ({path})"
+                    return ChunkStore(path), f"hit ({path})"
                 except (OSError, ValueError, KeyError):
                     pass  # unreadable: parse again and overwrite
-        table, info = self._parse()
-        state = "off"
         for path in candidates:
             if path is candidates[0] and not _writable(path.parent):
                 continue
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(path.name + f".{os.getpid()}.tmp.npz")
-                np.savez_compressed(
-                    tmp,
-                    t=table.t,
-                    kind=table.kind,
-                    off=table.off,
-                    payload=table.payload,
-                    info=json.dumps(info),
-                )
-                os.replace(tmp, path)
-                state = f"written ({path})"
-                break
+                writer = ChunkWriter(path)
             except OSError:
                 continue
-        return table, info, state
+            return self._parse_into(writer), f"written ({path})"
+        self._tmp = tempfile.TemporaryDirectory(prefix="flowmm-replay-")  # removed with the source
+        return self._parse_into(ChunkWriter(Path(self._tmp.name) / "events")), "off"
 
-    def _parse(self) -> tuple[EventTable, dict]:
+    def _parse_into(self, writer: ChunkWriter) -> ChunkStore:
+        """Parse block by block into ``writer``; events must not go back in time."""
+        info: dict = {}
+        n, last = 0, None
+        pending = EventTable.empty()
+        try:
+            for block in self._parse(info):
+                t = block.t
+                bad = check_order(t, n, last)
+                if bad is not None:
+                    i = bad - n
+                    prev = last if i == 0 else t[i - 1]
+                    raise SourceError(
+                        f"event {bad} goes back in time ({t[i]} < {prev})",
+                        Location(str(self.files[0])),
+                        hint="events must be sorted by t",
+                    )
+                if len(t):
+                    n, last = n + len(t), int(t[-1])
+                pending = concat([pending, block])
+                while len(pending) >= _BLOCK:  # exact chunks: a same-time batch may straddle two
+                    writer.add(pending.slice(0, _BLOCK))
+                    pending = pending.slice(_BLOCK, len(pending))
+            writer.add(pending)
+        except BaseException:
+            writer.abort()
+            raise
+        return writer.close(info)
+
+    def _parse(self, info: dict) -> Iterator[EventTable]:
+        """The events, in blocks of about ``_BLOCK``; ``info`` is filled in at the end."""
         if NPZ in self.formats.values():
             from flowmm.io.hftbacktest import read_npz
 
             table, counts = read_npz(self.files[0])
-            return table, {
-                "coin": self.options["coin"],
-                "parse": counts,
-                "session": {},
-                "meta": None,
-                "reads": [],
-            }
+            for lo in range(0, len(table), _BLOCK):
+                yield table.slice(lo, min(lo + _BLOCK, len(table)))
+            del table
+            info.update(coin=self.options["coin"], parse=counts, session={}, meta=None, reads=[])
+            return
         coin = self.options["coin"]
         if coin is None and ASSET_CTXS in self.formats.values():
             coin = self._scan_coin()
@@ -303,6 +331,9 @@ class Replay(Events):
         streams = [_ITEMS[self.formats[str(p)]](p, i, reports[i]) for i, p in enumerate(self.files)]
         rows: list = []
         for _key, _i, _seq, item in heapq.merge(*streams, key=lambda x: (x[0], x[1], x[2])):
+            if len(rows) >= _ROWS:
+                yield build_table(rows)
+                rows = []
             what = item[0]
             if what == "line":
                 rows += parser.line(item[1], item[2])
@@ -313,8 +344,9 @@ class Replay(Events):
             else:
                 parser.stats.frames += 1
                 parser.stats.bad(item[1], item[2], item[3])
+        yield build_table(rows)
         meta = parser.instrument_for(parser.coin) if parser.coin else None
-        info = {
+        info.update({
             "coin": parser.coin,
             "ref_coin": parser.ref_coin,
             "spot_coin": parser.spot_coin,
@@ -323,8 +355,7 @@ class Replay(Events):
             "parse": parser.stats.as_dict(),
             "records": {k: len(v) for k, v in parser.records.items()},
             "reads": [r.__dict__ for r in reports if r.notes],
-        }
-        return build_table(rows), info
+        })  # fmt: skip
 
     def _scan_coin(self) -> str:
         """The main coin, before parsing, for an ``asset_ctxs`` file (a table of every coin)."""
@@ -365,20 +396,26 @@ class Replay(Events):
             return Instrument(coin, sz_decimals, "flag")
         return bundled(coin)
 
-    def _tick(self, table: EventTable) -> float | None:
+    def _tick(self) -> float | None:
+        """The tick at the first mid among the first 50 books (or bbos) of the cut."""
         if self.instrument is None:
             return None
-        for i in np.nonzero((table.kind == E.BOOK) | (table.kind == E.BBO))[0][:50]:
-            o = int(table.off[i])
-            p = table.payload
-            if table.kind[i] == E.BBO:
-                bid, ask = p[o], p[o + 3]
-            else:
-                nb, na = int(p[o]), int(p[o + 1])
-                bid = p[o + 2] if nb else math.nan
-                ask = p[o + 2 + 3 * nb] if na else math.nan
-            if bid == bid and ask == ask:
-                return self.instrument.tick(0.5 * (bid + ask))
+        left = 50
+        for table in self.store.tables(self.start, self.end):
+            for i in np.nonzero((table.kind == E.BOOK) | (table.kind == E.BBO))[0][:left]:
+                o = int(table.off[i])
+                p = table.payload
+                if table.kind[i] == E.BBO:
+                    bid, ask = p[o], p[o + 3]
+                else:
+                    nb, na = int(p[o]), int(p[o + 1])
+                    bid = p[o + 2] if nb else math.nan
+                    ask = p[o + 2 + 3 * nb] if na else math.nan
+                if bid == bid and ask == ask:
+                    return self.instrument.tick(0.5 * (bid + ask))
+                left -= 1
+            if left <= 0:
+                break
         return None
 
     def summary(self) -> dict[str, Any]:
@@ -395,25 +432,3 @@ class Replay(Events):
             "cache": self.cache_state,
             **{k: self.info[k] for k in ("parse", "records", "reads", "session") if k in self.info},
         }
-
-    # -- delivery -------------------------------------------------------------------------------
-
-    def chunks(self) -> Iterator[EventTable]:
-        if self.speed is None:
-            yield from super().chunks()
-            return
-        t, n, start = self.table.t, len(self.table), 0
-        if not n:
-            return
-        wall0, t0 = time.monotonic(), int(t[0])
-        while start < n:
-            stop = int(np.searchsorted(t, t[start] + _PACE_SLICE_NS, "left"))
-            stop = max(stop, start + 1)
-            while stop < n and t[stop] == t[stop - 1]:
-                stop += 1
-            due = wall0 + (int(t[start]) - t0) * 1e-9 / self.speed
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            yield self.table.slice(start, stop)
-            start = stop

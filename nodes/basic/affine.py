@@ -6,7 +6,7 @@ from flowmm.core.node import In, Node, NodeParams, Out
 @njit(cache=True)
 def affine_kernel(now, dt, params, x, x_ticked, y):
     y[0] = params[0] * x[0] + params[1]
-    return 1
+    return EMIT.ALL
 
 
 class Affine(Node):
@@ -23,3 +23,6 @@ class Affine(Node):
     inputs = {"x": In("f64")}
     outputs = {"y": Out("f64")}
     kernel = affine_kernel
+
+
+EMIT = Affine.EMIT  # the kernel's named emit bits (compile-time constants)

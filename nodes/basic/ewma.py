@@ -10,14 +10,14 @@ def ewma_kernel(now, dt, params, state, x, x_ticked, mean):
     half_life = params[0]
     v = x[0]
     if v != v:  # NaN input: keep the last mean
-        return 0
+        return EMIT.NONE
     if state[0] == 0.0:  # first value seeds the mean
         mean[0] = v
         state[0] = 1.0
-        return 1
+        return EMIT.ALL
     w = 1.0 - np.exp(-np.log(2.0) * dt / half_life)
     mean[0] += w * (v - mean[0])
-    return 1
+    return EMIT.ALL
 
 
 class Ewma(Node):
@@ -39,3 +39,6 @@ class Ewma(Node):
 
     def init_state(self):
         return (np.zeros(1),)  # [seeded]
+
+
+EMIT = Ewma.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -35,9 +35,9 @@ def _w(now, t, theta):
 @njit(cache=True)
 def direction_logodds_kernel(
     now, dt, params, fs, ts, bq,
-    fl_t, fl_r, fl_start, fl_end,
-    mk_t, mk_r, mk_start, mk_end,
-    price, price_ticked, sigma_in, sigma_ticked, clock, clock_ticked,
+    fills_t, fills_r, fills_start, fills_end,
+    markouts_t, markouts_r, markouts_start, markouts_end,
+    price, price_ticked, sigma, sigma_ticked, clock, clock_ticked,
     p_down, mu_posterior, confidence, log_odds,
 ):  # fmt: skip
     theta = params[P_THETA]
@@ -55,14 +55,14 @@ def direction_logodds_kernel(
     lam_burst = params[P_LBURST]
     n_burst = params[P_BURST_N]
     w_ns = params[P_BURST_W] * 1e9
-    cap = fl_t.shape[0]
-    for i in range(fl_start, fl_end):
+    cap = fills_t.shape[0]
+    for i in range(fills_start, fills_end):
         row = i % cap
-        side = fl_r[row, FI_SIDE]
+        side = fills_r[row, FI_SIDE]
         if not (side > 0.0 or side < 0.0):
             continue  # NaN or 0: not a fill side
         s = 1.0 if side > 0.0 else -1.0
-        t = fl_t[row]
+        t = fills_t[row]
         k = 0 if s > 0.0 else 1
         # burst ring of this side: forget fills older than the window, then append this one
         while bq[k, 1] > 0 and t - bq[k, 2 + bq[k, 0]] >= w_ns:
@@ -84,26 +84,26 @@ def direction_logodds_kernel(
     as_scale = params[P_AS_SCALE]
     fee = params[P_FEE]
     h = params[P_AS_H]
-    cap = mk_t.shape[0]
-    for i in range(mk_start, mk_end):
+    cap = markouts_t.shape[0]
+    for i in range(markouts_start, markouts_end):
         row = i % cap
-        if not (abs(mk_r[row, MK_HORIZON_S] - h) <= 1e-6 * h):
+        if not (abs(markouts_r[row, MK_HORIZON_S] - h) <= 1e-6 * h):
             continue
-        side = mk_r[row, MK_SIDE]
-        a = mk_r[row, MK_AS_BPS]
+        side = markouts_r[row, MK_SIDE]
+        a = markouts_r[row, MK_AS_BPS]
         if not (side > 0.0 or side < 0.0) or a != a:
             continue
         s = 1.0 if side > 0.0 else -1.0
         excess = a - fee
         if excess > 0.0:
-            L += s * lam_as * excess / as_scale * _w(now, mk_t[row], theta)
+            L += s * lam_as * excess / as_scale * _w(now, markouts_t[row], theta)
 
     # price ticks: Gaussian LR of the return between the two hypotheses mu = -mu0 and +mu0
     p = price[0]
     if p > 0.0:
         last = fs[F_PX]
         if last == last:
-            sig = sigma_in[0]
+            sig = sigma[0]
             if not (sig > 0.0) or sig == np.inf:
                 sig = params[P_SIGMA]
             r = math.log(p / last) * 1e4
@@ -127,7 +127,7 @@ def direction_logodds_kernel(
     c = math.tanh(0.5 * L)  # = 2 p_down - 1
     mu_posterior[0] = -params[P_MU0] * c
     confidence[0] = abs(c)
-    return 15
+    return EMIT.ALL
 
 
 class DirectionLogodds(Node):
@@ -236,3 +236,6 @@ class DirectionLogodds(Node):
         fs[F_PX] = np.nan
         # fs, ts, burst rings [side, (head, count, times...)]
         return fs, np.zeros(N_TS, np.int64), np.zeros((2, BURST_CAP + 2), np.int64)
+
+
+EMIT = DirectionLogodds.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -10,15 +10,15 @@ def ewma_vol_kernel(now, dt, params, state, price, price_ticked, sigma):
     half_life = params[0]
     p = price[0]
     if not (p > 0.0):
-        return 0
+        return EMIT.NONE
     last = state[0]
     if last != last:
         state[0] = p
         state[1] = now
-        return 0
+        return EMIT.NONE
     elapsed = (now - state[1]) * 1e-9
     if elapsed <= 0.0:
-        return 0
+        return EMIT.NONE
     r = np.log(p / last) * 1e4
     inst = r * r / elapsed  # bps^2 per second
     w = 1.0 - np.exp(-np.log(2.0) * elapsed / half_life)
@@ -29,7 +29,7 @@ def ewma_vol_kernel(now, dt, params, state, price, price_ticked, sigma):
     state[0] = p
     state[1] = now
     sigma[0] = np.sqrt(state[2])
-    return 1
+    return EMIT.ALL
 
 
 class EwmaVol(Node):
@@ -52,3 +52,6 @@ class EwmaVol(Node):
 
     def init_state(self):
         return (np.array([np.nan, 0.0, np.nan]),)  # [last price, its time ns, variance rate]
+
+
+EMIT = EwmaVol.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -41,24 +41,24 @@ def _count(fs, now, t, side, tau):
 @njit(cache=True)
 def flow_kernel(
     now, dt, params, fs, ts,
-    tr_t, tr_r, tr_start, tr_end,
-    fi_t, fi_r, fi_start, fi_end,
+    trades_t, trades_r, trades_start, trades_end,
+    fills_t, fills_r, fills_start, fills_end,
     clock, clock_ticked,
     kappa_buy, kappa_sell, kappa_total, flow_imbalance, informed_fraction, obs,
 ):  # fmt: skip
     tau = params[P_TAU]
     per_print = params[P_PER_PRINT] > 0.5
-    tr_cap = tr_t.shape[0]
-    fi_cap = fi_t.shape[0]
+    tr_cap = trades_t.shape[0]
+    fi_cap = fills_t.shape[0]
     if ts[T_SEEDED] == 0:
         # the history starts at the first run, or at the earliest event of its first batch
         t0 = now
-        for i in range(tr_start, tr_end):
-            if tr_t[i % tr_cap] < t0:
-                t0 = tr_t[i % tr_cap]
-        for i in range(fi_start, fi_end):
-            if fi_t[i % fi_cap] < t0:
-                t0 = fi_t[i % fi_cap]
+        for i in range(trades_start, trades_end):
+            if trades_t[i % tr_cap] < t0:
+                t0 = trades_t[i % tr_cap]
+        for i in range(fills_start, fills_end):
+            if fills_t[i % fi_cap] < t0:
+                t0 = fills_t[i % fi_cap]
         ts[T_SEEDED] = 1
         ts[T_REF] = t0
         fs[F_N] = params[P_PRIOR] * params[P_PRIOR_S]  # Gamma prior: kappa_prior * prior_s events ...
@@ -72,14 +72,14 @@ def flow_kernel(
         fs[F_E] = fs[F_E] * f - tau * math.expm1(-el / tau)
         ts[T_REF] = now
     n_new = 0
-    for i in range(tr_start, tr_end):
+    for i in range(trades_start, trades_end):
         row = i % tr_cap
-        px = tr_r[row, TR_PX]
-        side = tr_r[row, TR_SIDE]
+        px = trades_r[row, TR_PX]
+        side = trades_r[row, TR_SIDE]
         if not (px > 0.0 and (side > 0.0 or side < 0.0)):
             continue  # NaN or malformed print
         s = 1.0 if side > 0.0 else -1.0
-        t = tr_t[row]
+        t = trades_t[row]
         new = _new_order(t, s, px, ts[T_TR], fs[F_TR_SIDE], fs[F_TR_PX], per_print)
         ts[T_TR] = t
         fs[F_TR_SIDE] = s
@@ -87,14 +87,14 @@ def flow_kernel(
         if new:
             _count(fs, now, t, s, tau)
             n_new += 1
-    for i in range(fi_start, fi_end):
+    for i in range(fills_start, fills_end):
         row = i % fi_cap
-        px = fi_r[row, FI_PX]
-        side = fi_r[row, FI_SIDE]
+        px = fills_r[row, FI_PX]
+        side = fills_r[row, FI_SIDE]
         if not (px > 0.0 and (side > 0.0 or side < 0.0)):
             continue
         s = -1.0 if side > 0.0 else 1.0  # our bid filled (+1) = a seller arrived
-        t = fi_t[row]
+        t = fills_t[row]
         new = _new_order(t, s, px, ts[T_FI], fs[F_FI_SIDE], fs[F_FI_PX], per_print)
         ts[T_FI] = t
         fs[F_FI_SIDE] = s
@@ -104,7 +104,7 @@ def flow_kernel(
             n_new += 1
     ex = fs[F_E]
     if not (ex > 0.0):
-        return 0  # no prior and no elapsed time yet: no rate
+        return EMIT.NONE  # no prior and no elapsed time yet: no rate
     kb = fs[F_N] / ex
     ks = fs[F_N + 1] / ex
     tot = kb + ks
@@ -112,16 +112,20 @@ def flow_kernel(
     kappa_sell[0] = ks
     kappa_total[0] = tot
     if not (tot > 0.0):
-        return 7  # no events and no prior: imbalance undefined
+        return (
+            EMIT.KAPPA_BUY | EMIT.KAPPA_SELL | EMIT.KAPPA_TOTAL
+        )  # no events and no prior: imbalance undefined
     imb = (ks - kb) / tot
     flow_imbalance[0] = imb
     informed_fraction[0] = abs(imb)
     if n_new == 0:
-        return 31  # no new event: the observation carries no new information
+        return (
+            EMIT.KAPPA_BUY | EMIT.KAPPA_SELL | EMIT.KAPPA_TOTAL | EMIT.FLOW_IMBALANCE | EMIT.INFORMED_FRACTION
+        )  # no new event: the observation carries no new information
     sigma = params[P_SIGMA]
     obs[OBS_Z] = -params[P_SCALE] * imb
     obs[OBS_R] = sigma * sigma / tot
-    return 63
+    return EMIT.ALL
 
 
 class Flow(Node):
@@ -217,3 +221,6 @@ class Flow(Node):
         ts[T_TR] = np.iinfo(np.int64).min
         ts[T_FI] = np.iinfo(np.int64).min
         return fs, ts  # see F_* / T_* above
+
+
+EMIT = Flow.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -73,10 +73,10 @@ def kalman_drift_kernel(
     price_ticked,
     sigma,
     sigma_ticked,
-    f_times,
-    f_recs,
-    f_start,
-    f_end,
+    fills_t,
+    fills_r,
+    fills_start,
+    fills_end,
     trend,
     trend_ticked,
     flow,
@@ -84,7 +84,7 @@ def kalman_drift_kernel(
     obs,
     obs_ticked,
     mu_hat,
-    p_out,
+    P,
     innovation,
     nis,
     nis_mean,
@@ -106,15 +106,15 @@ def kalman_drift_kernel(
     skipped_before = f[S_N_SKIP]
 
     # 1. own fills, in time order, each at its own time
-    cap = f_times.shape[0]
+    cap = fills_t.shape[0]
     r_fill = params[P_SIGMA_FILL] * params[P_SIGMA_FILL]
     scale = params[P_C_FILL] / (sig * np.sqrt(params[P_TAU_FILL]))
-    for i in range(f_start, f_end):
+    for i in range(fills_start, fills_end):
         j = i % cap
-        _predict(f, ti, f_times[j], kappa, sigma_mu)
-        side = f_recs[j, FI_SIDE]
-        px = f_recs[j, FI_PX]
-        ref = f_recs[j, FI_MID_REF]
+        _predict(f, ti, fills_t[j], kappa, sigma_mu)
+        side = fills_r[j, FI_SIDE]
+        px = fills_r[j, FI_PX]
+        ref = fills_r[j, FI_MID_REF]
         if not (ref > 0.0 and px > 0.0 and (side == 1.0 or side == -1.0)):
             f[S_N_SKIP] += 1.0
             continue
@@ -152,17 +152,17 @@ def kalman_drift_kernel(
         applied += _update(f, obs[k, OBS_Z], _decorrelated(ts, 2 + k, now, obs[k, OBS_R], corr), nis_window)
 
     mu_hat[0] = f[S_MU]
-    p_out[0] = f[S_P]
-    mask = 3
+    P[0] = f[S_P]
+    mask = EMIT.MU_HAT | EMIT.P
     if applied > 0:
         innovation[0] = f[S_NU]
         nis[0] = f[S_NIS]
         nis_mean[0] = f[S_NIS_MEAN]
         n_updates[0] = f[S_N_UPD]
-        mask |= 4 | 8 | 16 | 32
+        mask |= EMIT.INNOVATION | EMIT.NIS | EMIT.NIS_MEAN | EMIT.N_UPDATES
     if f[S_N_SKIP] != skipped_before or n_skipped[0] != n_skipped[0]:
         n_skipped[0] = f[S_N_SKIP]
-        mask |= 64
+        mask |= EMIT.N_SKIPPED
     return mask
 
 
@@ -299,3 +299,6 @@ class KalmanDrift(Node):
         f[S_LAST_PX] = np.nan
         ts = np.full(2 + MAX_OBS, -1, np.int64)  # last tick time per trend, flow, obs k (-1: never)
         return (f, np.zeros(2, np.int64), ts)  # float state (S_*), [filter time, last price time] ns
+
+
+EMIT = KalmanDrift.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -26,7 +26,7 @@ T_REF, T_SEEDED, T_G = range(3)
 @njit(cache=True)
 def kappa_kernel(
     now, dt, params, fs, ts,
-    tr_t, tr_r, tr_start, tr_end,
+    trades_t, trades_r, trades_start, trades_end,
     mid, mid_ticked,
     a_bid, a_ask, k_bid, k_ask, n_bid, n_ask,
 ):  # fmt: skip
@@ -47,11 +47,11 @@ def kappa_kernel(
         fs[F_E] = fs[F_E] * f - tau * math.expm1(-el / tau)
         ts[T_REF] = now
     ref = fs[F_MID]  # the last mid strictly before this batch (the book after a sweep has moved)
-    cap = tr_t.shape[0]
-    for i in range(tr_start, tr_end):
+    cap = trades_t.shape[0]
+    for i in range(trades_start, trades_end):
         row = i % cap
-        px = tr_r[row, TR_PX]
-        side = tr_r[row, TR_SIDE]
+        px = trades_r[row, TR_PX]
+        side = trades_r[row, TR_SIDE]
         if not (px > 0.0 and (side > 0.0 or side < 0.0) and ref > 0.0):
             continue  # NaN or malformed print, or no mid before it
         s = 1.0 if side > 0.0 else -1.0
@@ -60,7 +60,7 @@ def kappa_kernel(
             continue  # a print this far from the mid is bad data, not liquidity
         if d < 0.0:
             d = 0.0  # through the mid (a stale mid): the order arrived, at depth 0
-        t = tr_t[row]
+        t = trades_t[row]
         k = 0 if s < 0.0 else 1
         e = (now - t) * 1e-9
         w = math.exp(-e / tau) if e > 0.0 else 1.0  # decayed from its own time to now
@@ -81,7 +81,7 @@ def kappa_kernel(
         fs[F_MID] = m
     n_bid[0] = fs[F_N]
     n_ask[0] = fs[F_N + 1]
-    mask = 48
+    mask = EMIT.N_BID | EMIT.N_ASK
     n0 = params[P_N_PRIOR]
     b0 = n0 / params[P_K_PRIOR]
     for k in range(2):  # Gamma(n0, n0/k_prior) prior on k: posterior mean (n0 + N) / (n0/k_prior + D)
@@ -92,12 +92,12 @@ def kappa_kernel(
                 k_bid[0] = num / den
             else:
                 k_ask[0] = num / den
-            mask |= 4 << k
+            mask |= EMIT.K_BID if k == 0 else EMIT.K_ASK
     ex = fs[F_E]
     if ex > 0.0:
         a_bid[0] = (fs[F_N] + fs[F_PA]) / ex
         a_ask[0] = (fs[F_N + 1] + fs[F_PA]) / ex
-        mask |= 3
+        mask |= EMIT.A_BID | EMIT.A_ASK
     return mask
 
 
@@ -183,3 +183,6 @@ class Kappa(Node):
         ts = np.zeros(3, np.int64)
         ts[T_G] = np.iinfo(np.int64).min
         return fs, ts  # see F_* / T_* above
+
+
+EMIT = Kappa.EMIT  # the kernel's named emit bits (compile-time constants)

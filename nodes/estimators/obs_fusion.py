@@ -22,10 +22,10 @@ def obs_fusion_kernel(now, dt, params, obs, obs_ticked, mean, var, n_used):
         n += 1
     n_used[0] = n
     if n == 0:
-        return 4
+        return EMIT.N_USED
     mean[0] = weighted / precision
     var[0] = 1.0 / precision
-    return 7
+    return EMIT.ALL
 
 
 class ObsFusion(Node):
@@ -40,3 +40,6 @@ class ObsFusion(Node):
     inputs = {"obs": In("obs", variadic=True)}
     outputs = {"mean": Out("f64"), "var": Out("f64"), "n_used": Out("f64")}
     kernel = obs_fusion_kernel
+
+
+EMIT = ObsFusion.EMIT  # the kernel's named emit bits (compile-time constants)

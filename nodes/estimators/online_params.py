@@ -13,15 +13,15 @@ T_LAST, T_GRID = 0, 1
 
 @njit(cache=True)
 def online_params_kernel(
-    now, dt, params, f, ti, mu_hat, mu_ticked, p_var, p_ticked, price, price_ticked,
+    now, dt, params, f, ti, mu_hat, mu_hat_ticked, P, P_ticked, price, price_ticked,
     sigma_mu, sigma_mu_var, kappa_mu, acf1,
 ):  # fmt: skip
     kappa = params[P_KAPPA]
-    mask = 0
+    mask = EMIT.NONE
     # --- sigma_mu by covariance matching on the drift filter's corrections ----------------
     mu = mu_hat[0]
-    pv = p_var[0]
-    if (mu_ticked or p_ticked) and mu == mu and pv >= 0.0 and abs(mu) < np.inf and pv < np.inf:
+    pv = P[0]
+    if (mu_hat_ticked or P_ticked) and mu == mu and pv >= 0.0 and abs(mu) < np.inf and pv < np.inf:
         if f[S_INIT] == 0.0:
             f[S_INIT] = 1.0
             f[S_MU] = mu
@@ -44,7 +44,7 @@ def online_params_kernel(
                 sigma_mu_var[0] = v
                 lo = params[P_SIGMA_MU_MIN]
                 sigma_mu[0] = np.sqrt(v) if v > lo * lo else lo
-                mask |= 3
+                mask |= EMIT.SIGMA_MU | EMIT.SIGMA_MU_VAR
     # --- kappa_mu from the autocorrelation of grid returns ---------------------------------
     px = price[0]
     if price_ticked and px > 0.0 and px < np.inf:
@@ -73,10 +73,10 @@ def online_params_kernel(
                 f[S_NR] += 1.0
                 if f[S_NR] >= 3.0 and f[S_C0] > 0.0:
                     acf1[0] = f[S_C1] / f[S_C0]
-                    mask |= 8
+                    mask |= EMIT.ACF1
                     if f[S_C1] > 0.0 and f[S_C2] > 0.0 and f[S_C2] < f[S_C1]:
                         kappa_mu[0] = -np.log(f[S_C2] / f[S_C1]) / grid
-                        mask |= 4
+                        mask |= EMIT.KAPPA_MU
     return mask
 
 
@@ -149,3 +149,6 @@ class OnlineParams(Node):
 
     def init_state(self):
         return (np.zeros(13), np.zeros(2, np.int64))  # float state (S_*), [last filter t, grid t] ns
+
+
+EMIT = OnlineParams.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -96,9 +96,9 @@ def _gauss_ll(x, mean, sd, log_sd):
 def regime_hmm_kernel(
     now, dt, params, fs, ts, logb, amat, ll, scratch,
     mid, mid_ticked,
-    fl_t, fl_r, fl_start, fl_end,
-    mk_t, mk_r, mk_start, mk_end,
-    probs, regime, p_down, p_up, p_mr, p_volatile, loglik,
+    fills_t, fills_r, fills_start, fills_end,
+    markouts_t, markouts_r, markouts_start, markouts_end,
+    probs, regime, p_trending_down, p_trending_up, p_mean_reverting, p_volatile, loglik,
 ):  # fmt: skip
     if fs[F_SEEDED] == 0.0:  # first run: the prior, normalised in log space
         fs[F_SEEDED] = 1.0
@@ -166,9 +166,9 @@ def regime_hmm_kernel(
 
     # own fills: Bernoulli side per fill, and a Poisson process of fills over the node's dt
     n = 0
-    cap = fl_t.shape[0]
-    for i in range(fl_start, fl_end):
-        side = fl_r[i % cap, FI_SIDE]
+    cap = fills_t.shape[0]
+    for i in range(fills_start, fills_end):
+        side = fills_r[i % cap, FI_SIDE]
         if side == 1.0:
             for r in range(N_REG):
                 ll[r] += params[P_LOG_P_BID + r]
@@ -183,12 +183,12 @@ def regime_hmm_kernel(
             ll[r] += n * params[P_LOG_FILL_RATE + r] - params[P_FILL_RATE + r] * span
 
     # adverse selection of our fills at one markout horizon
-    cap = mk_t.shape[0]
+    cap = markouts_t.shape[0]
     h = params[P_AS_HORIZON]
-    for i in range(mk_start, mk_end):
+    for i in range(markouts_start, markouts_end):
         row = i % cap
-        a = mk_r[row, MK_AS_BPS]
-        if abs(mk_r[row, MK_HORIZON_S] - h) > 1e-9 or not (abs(a) < math.inf):
+        a = markouts_r[row, MK_AS_BPS]
+        if abs(markouts_r[row, MK_HORIZON_S] - h) > 1e-9 or not (abs(a) < math.inf):
             continue
         for r in range(N_REG):
             ll[r] += _gauss_ll(a, params[P_AS_MEAN + r], params[P_AS_SD + r], params[P_LOG_AS_SD + r])
@@ -218,11 +218,11 @@ def regime_hmm_kernel(
                 best = r
         loglik[0] = math.nan
     regime[0] = best
-    p_down[0] = probs[0]
-    p_up[0] = probs[1]
-    p_mr[0] = probs[2]
+    p_trending_down[0] = probs[0]
+    p_trending_up[0] = probs[1]
+    p_mean_reverting[0] = probs[2]
     p_volatile[0] = probs[3]
-    return 127
+    return EMIT.ALL
 
 
 Quad = tuple[float, float, float, float]
@@ -417,3 +417,6 @@ class RegimeHmm(Node):
             np.zeros(N_REG),  # step log-likelihoods
             np.zeros((3, N_REG, N_REG)),  # expm scratch
         )
+
+
+EMIT = RegimeHmm.EMIT  # the kernel's named emit bits (compile-time constants)

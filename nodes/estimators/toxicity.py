@@ -36,9 +36,9 @@ def as_weight(as_bps, spread_bps, hi, lo):
 @njit(cache=True)
 def toxicity_kernel(
     now, dt, params, fs, ts,
-    mk_t, mk_r, mk_start, mk_end,
+    markouts_t, markouts_r, markouts_start, markouts_end,
     book, book_ticked,
-    spread_in, spread_ticked,
+    spread_bps, spread_bps_ticked,
     clock, clock_ticked,
     toxicity, alpha_informed, alpha_uninformed, toxicity_sd, spread_used,
 ):  # fmt: skip
@@ -48,7 +48,7 @@ def toxicity_kernel(
         ts[T_SEEDED] = 1
         ts[T_REF] = now
         ts[T_SPREAD] = now
-    mask = 0
+    mask = EMIT.NONE
     # -- spread: time-weighted EW mean of the piecewise-constant touch spread ---------------
     if fs[F_SLAST] == fs[F_SLAST]:
         el = (now - ts[T_SPREAD]) * 1e-9
@@ -58,8 +58,8 @@ def toxicity_kernel(
             fs[F_SM] = fs[F_SLAST] + (fs[F_SM] - fs[F_SLAST]) * g
     ts[T_SPREAD] = now
     s = np.nan
-    if spread_ticked and spread_in[0] > 0.0 and spread_in[0] < np.inf:
-        s = spread_in[0]
+    if spread_bps_ticked and spread_bps[0] > 0.0 and spread_bps[0] < np.inf:
+        s = spread_bps[0]
     elif book_ticked:
         bid = book[0, BID_PX]
         ask = book[0, ASK_PX]
@@ -70,24 +70,24 @@ def toxicity_kernel(
             fs[F_SM] = s  # the first spread seeds the mean
         fs[F_SLAST] = s
         spread_used[0] = fs[F_SM]
-        mask |= 16
+        mask |= EMIT.SPREAD_USED
     spread = fs[F_SM]
     if not (spread > 0.0):
         spread = params[P_SPREAD_FB]  # NaN unless set: markouts wait for a spread
     # -- markouts at the chosen horizon: each fill counts once, at its record's time ---------
     applied = False
-    cap = mk_t.shape[0]
-    for i in range(mk_start, mk_end):
+    cap = markouts_t.shape[0]
+    for i in range(markouts_start, markouts_end):
         row = i % cap
-        if not (abs(mk_r[row, MK_HORIZON_S] - params[P_H]) <= 1e-9):
+        if not (abs(markouts_r[row, MK_HORIZON_S] - params[P_H]) <= 1e-9):
             continue
-        if params[P_SIDE] != 0.0 and mk_r[row, MK_SIDE] != params[P_SIDE]:
+        if params[P_SIDE] != 0.0 and markouts_r[row, MK_SIDE] != params[P_SIDE]:
             continue  # a one-sided posterior (the legacy's bid_toxicity / ask_toxicity)
-        a = mk_r[row, MK_AS_BPS]
+        a = markouts_r[row, MK_AS_BPS]
         if a != a or not (spread > 0.0):
             continue
         w = as_weight(a, spread, params[P_HI], params[P_LO])
-        t = mk_t[row]
+        t = markouts_t[row]
         if t > ts[T_REF]:  # bring the evidence to the record's time, then add it
             f = math.exp(-lam * (t - ts[T_REF]) * 1e-9)
             fs[F_DI] *= f
@@ -113,7 +113,7 @@ def toxicity_kernel(
     alpha_uninformed[0] = au
     toxicity_sd[0] = math.sqrt(ai * au / (n * n * (n + 1.0)))
     if first or applied or clock_ticked:
-        mask |= 15
+        mask |= EMIT.TOXICITY | EMIT.ALPHA_INFORMED | EMIT.ALPHA_UNINFORMED | EMIT.TOXICITY_SD
     return mask
 
 
@@ -222,3 +222,6 @@ class Toxicity(Node):
         fs[F_SM] = np.nan
         fs[F_SLAST] = np.nan
         return fs, np.zeros(3, np.int64)  # see F_* / T_* above
+
+
+EMIT = Toxicity.EMIT  # the kernel's named emit bits (compile-time constants)

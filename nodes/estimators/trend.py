@@ -40,12 +40,12 @@ def _signal(ring, n, j, m_s, m_m, m_l):
 @njit(cache=True)
 def trend_kernel(
     now, dt, params, ts, fs, ring,
-    price, price_ticked, sigma_in, sigma_ticked,
+    price, price_ticked, sigma, sigma_ticked,
     short_bps, medium_bps, long_bps, trend_bps, agreement, p_continuation, obs,
 ):  # fmt: skip
     p = price[0]
     if not (p > 0.0) or p == np.inf:
-        return 0
+        return EMIT.NONE
     grid = params[P_GRID]
     g_ns = np.int64(round(grid * 1e9))
     m_s = np.int64(round(params[P_SHORT] / grid))
@@ -91,12 +91,12 @@ def trend_kernel(
 
     # returns now vs the grid point m steps before now's grid point (NaN until covered)
     k_now = now // g_ns
-    sig = sigma_in[0]
+    sig = sigma[0]
     if not (sig > 0.0) or sig == np.inf:
         sig = params[P_SIGMA]
     vote_z = params[P_VOTE_Z]
     votes = 0.0
-    mask = 0
+    mask = EMIT.NONE
     pooled_r = 0.0
     pooled_w = 0.0
     for i in range(3):
@@ -107,7 +107,7 @@ def trend_kernel(
             w = m * grid
             pooled_r += r
             pooled_w += w
-            mask |= 1 << i
+            mask |= EMIT.SHORT_BPS if i == 0 else (EMIT.MEDIUM_BPS if i == 1 else EMIT.LONG_BPS)
             if abs(r) >= vote_z * sig * math.sqrt(w) and r != 0.0:
                 votes += 1.0 if r > 0.0 else -1.0
         if i == 0:
@@ -123,7 +123,7 @@ def trend_kernel(
     p_continuation[0] = pc
     if pooled_w == 0.0:
         trend_bps[0] = np.nan
-        return mask | 48  # agreement, p_continuation
+        return mask | EMIT.AGREEMENT | EMIT.P_CONTINUATION
     t_ref = (params[P_SHORT] + params[P_MED] + params[P_LONG]) / 3.0
     tb = t_ref * pooled_r / pooled_w
     trend_bps[0] = tb
@@ -131,8 +131,8 @@ def trend_kernel(
         st = params[P_SIGMA_T]
         obs[OBS_Z] = params[P_C] * tb * a * pc
         obs[OBS_R] = st * st / (a * a)
-        return mask | 120
-    return mask | 56
+        return mask | EMIT.TREND_BPS | EMIT.AGREEMENT | EMIT.P_CONTINUATION | EMIT.OBS
+    return mask | EMIT.TREND_BPS | EMIT.AGREEMENT | EMIT.P_CONTINUATION
 
 
 class Trend(Node):
@@ -248,3 +248,6 @@ class Trend(Node):
         fs = np.zeros(N_FS)
         fs[F_PX] = np.nan
         return np.zeros(N_TS, np.int64), fs, np.full(n, np.nan)
+
+
+EMIT = Trend.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -67,7 +67,7 @@ def vol_regime(x, cur, low, high, h):
 def vol_kernel(
     now, dt, params, fs, ts,
     price, price_ticked,
-    fi_t, fi_r, fi_start, fi_end,
+    fills_t, fills_r, fills_start, fills_end,
     clock, clock_ticked,
     sigma, sigma_post, alpha, beta, fill_adj, regime,
 ):  # fmt: skip
@@ -92,12 +92,12 @@ def vol_kernel(
         fs[F_CL] *= math.exp(-el / params[P_FTAU])
         ts[T_REF] = now
     # -- fills: each enters at its own time, decayed to now ---------------------------------
-    cap = fi_t.shape[0]
-    for i in range(fi_start, fi_end):
+    cap = fills_t.shape[0]
+    for i in range(fills_start, fills_end):
         row = i % cap
-        if not (fi_r[row, FI_PX] > 0.0):  # NaN or malformed record
+        if not (fills_r[row, FI_PX] > 0.0):  # NaN or malformed record
             continue
-        e = (now - fi_t[row]) * 1e-9
+        e = (now - fills_t[row]) * 1e-9
         if e < 0.0:
             e = 0.0
         fs[F_CS] += math.exp(-e / params[P_FWIN])
@@ -125,11 +125,11 @@ def vol_kernel(
                 ts[T_PX] = now
                 sampled = True
     # -- outputs ---------------------------------------------------------------------------
-    mask = 0
+    mask = EMIT.NONE
     if fs[F_SDT] > 0.0:
         sigma[0] = math.sqrt(fs[F_SR2] / fs[F_SDT])
         if sampled:
-            mask |= 1
+            mask |= EMIT.SIGMA
     span = (now - ts[T_START]) * 1e-9
     big_t = params[P_FTAU]
     w = -big_t * math.expm1(-span / big_t)  # effective observed time of the long fill count
@@ -148,7 +148,7 @@ def vol_kernel(
     sigma_post[0] = math.sqrt(adj * fs[F_B] / (fs[F_A] - 1.0))
     fs[F_REG] = vol_regime(sigma_post[0] / s0, fs[F_REG], params[P_LOW], params[P_HIGH], params[P_HYST])
     regime[0] = fs[F_REG]
-    return mask | 62
+    return mask | EMIT.SIGMA_POST | EMIT.ALPHA | EMIT.BETA | EMIT.FILL_ADJ | EMIT.REGIME
 
 
 class Vol(Node):
@@ -266,3 +266,6 @@ class Vol(Node):
         fs[F_REG] = np.nan
         ts = np.full(3, -1, np.int64)
         return fs, ts  # see F_* / T_* above
+
+
+EMIT = Vol.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -36,8 +36,8 @@ def _newest_at_or_before(hist_t, count, target):
 
 @njit(cache=True)
 def basis_kernel(
-    now, dt, params, val, ist, hist_t, hist_v, mid, mid_ticked, spot, spot_ticked, ctx, ctx_ticked, basis,
-    dbasis, obs,
+    now, dt, params, val, ist, hist_t, hist_v, mid, mid_ticked, spot, spot_ticked, ctx, ctx_ticked, basis_bps,
+    dbasis_bps, obs,
 ):  # fmt: skip
     use_premium = params[P_USE_PREMIUM] != 0.0
     delta_ns = np.int64(params[P_DELTA_S] * 1e9)
@@ -56,15 +56,15 @@ def basis_kernel(
         ist[I_PREM_T] = now
     if use_premium:
         if val[V_PREM] != val[V_PREM] or now - ist[I_PREM_T] > stale_ns:
-            return 0
+            return EMIT.NONE
         b = val[V_PREM] * 1e4
     else:
         if val[V_MID] != val[V_MID] or val[V_SPOT] != val[V_SPOT]:
-            return 0
+            return EMIT.NONE
         if now - ist[I_MID_T] > stale_ns or now - ist[I_SPOT_T] > stale_ns:
-            return 0  # one venue went quiet: a basis against a stale price is not a basis
+            return EMIT.NONE  # one venue went quiet: a basis against a stale price is not a basis
         b = (val[V_MID] - val[V_SPOT]) / val[V_SPOT] * 1e4
-    basis[0] = b
+    basis_bps[0] = b
     # history: at most one sample per step_s slot (the first of the slot), for the lagged value
     cap = hist_t.shape[0]
     count = ist[I_COUNT]
@@ -79,12 +79,12 @@ def basis_kernel(
     target = now - delta_ns
     j = _newest_at_or_before(hist_t, count, target)
     if j < 0 or hist_t[j] < target - stale_ns:
-        return 1  # no value delta_s ago (start, or a gap in data around then)
+        return EMIT.BASIS_BPS  # no value delta_s ago (start, or a gap in data around then)
     d = b - hist_v[j]
-    dbasis[0] = d
+    dbasis_bps[0] = d
     obs[OBS_Z] = params[P_ALPHA] * d
     obs[OBS_R] = params[P_SIGMA] * params[P_SIGMA]
-    return 7
+    return EMIT.ALL
 
 
 class Basis(Node):
@@ -158,3 +158,6 @@ class Basis(Node):
         val = np.full(3, np.nan)  # last valid mid, spot, premium
         ist = np.zeros(5, np.int64)  # their times (ns), samples ever pushed, slot of the newest
         return val, ist, np.zeros(cap, np.int64), np.full(cap, np.nan)  # + history times, values
+
+
+EMIT = Basis.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -17,10 +17,10 @@ MAX_DEPTHS = 8
 @njit(cache=True)
 def bim_kernel(now, dt, params, book, book_ticked, bim, covered_bps, depth_usd, obs):
     if not book_ticked:  # nothing new: the same book must not be observed twice
-        return 0
+        return EMIT.NONE
     mid, cover = book_mid_cover(book)
     if mid != mid:  # empty, one-sided, crossed or NaN touch: no value
-        return 0
+        return EMIT.NONE
     n = int(params[P_N])
     for k in range(n):
         d = params[P_DEPTHS + k]
@@ -32,7 +32,7 @@ def bim_kernel(now, dt, params, book, book_ticked, bim, covered_bps, depth_usd, 
     k = int(params[P_OBS])
     b = bim[k]
     if b != b or not (depth_usd[k] > 0.0):
-        return 7
+        return EMIT.BIM | EMIT.COVERED_BPS | EMIT.DEPTH_USD
     sigma = params[P_SIGMA]
     obs[OBS_Z] = params[P_ALPHA] * b
     obs[OBS_R] = (
@@ -41,7 +41,7 @@ def bim_kernel(now, dt, params, book, book_ticked, bim, covered_bps, depth_usd, 
         * (params[P_REF_USD] / depth_usd[k])
         * cover_inflation(params[P_DEPTHS + k], covered_bps[k], params[P_POWER])
     )
-    return 15
+    return EMIT.ALL
 
 
 class Bim(Node):
@@ -142,3 +142,6 @@ class Bim(Node):
             float(len(p.depths_bps)),
         ]
         return np.array(head + list(p.depths_bps), dtype=np.float64)
+
+
+EMIT = Bim.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -14,20 +14,20 @@ P_SHALLOW, P_DEEP, P_ALPHA, P_SIGMA, P_POWER = range(5)
 @njit(cache=True)
 def bpg_kernel(now, dt, params, book, book_ticked, bpg, covered_bps, obs):
     if not book_ticked:  # nothing new: the same book must not be observed twice
-        return 0
+        return EMIT.NONE
     mid, cover = book_mid_cover(book)
     if mid != mid:  # empty, one-sided or crossed: no value
-        return 0
+        return EMIT.NONE
     ds = min(params[P_SHALLOW], cover)
     dl = min(params[P_DEEP], cover)
     covered_bps[0] = ds
     covered_bps[1] = dl
     if not (dl > ds):  # the book does not reach past the shallow window: BPG = 0 by construction
-        return 2
+        return EMIT.COVERED_BPS
     b_s, _ = imbalance(book, mid, ds)
     b_l, _ = imbalance(book, mid, dl)
     if b_s != b_s or b_l != b_l:
-        return 2
+        return EMIT.COVERED_BPS
     bpg[0] = b_s - b_l
     sigma = params[P_SIGMA]
     obs[OBS_Z] = params[P_ALPHA] * bpg[0]
@@ -37,7 +37,7 @@ def bpg_kernel(now, dt, params, book, book_ticked, bpg, covered_bps, obs):
         * cover_inflation(params[P_SHALLOW], ds, params[P_POWER])
         * cover_inflation(params[P_DEEP], dl, params[P_POWER])
     )
-    return 7
+    return EMIT.ALL
 
 
 class Bpg(Node):
@@ -93,3 +93,6 @@ class Bpg(Node):
     }
     tier, trigger = "hot", "cycle"
     kernel = bpg_kernel
+
+
+EMIT = Bpg.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -19,11 +19,11 @@ def dbim_kernel(
     now, dt, params, books, times, mid_cover, meta, book, book_ticked, dbim, rate, covered_bps, obs
 ):
     if not book_ticked:  # nothing new: the same book must not be observed twice
-        return 0
+        return EMIT.NONE
     mid, cover = book_mid_cover(book)
     if mid != mid:  # empty, one-sided or crossed: a gap, start again
         meta[M_COUNT] = 0.0
-        return 0
+        return EMIT.NONE
     size = books.shape[0]  # lag + 1
     cnt = int(meta[M_COUNT])
     head = int(meta[M_HEAD])
@@ -31,7 +31,7 @@ def dbim_kernel(
         elapsed = (now - times[head]) * 1e-9
         if elapsed == 0.0:  # same time as the last book: it replaces it, no new value
             _store(books, times, mid_cover, head, book, now, mid, cover)
-            return 0
+            return EMIT.NONE
         if elapsed > params[P_MAX_GAP] or elapsed < 0.0:  # a gap (or time went back): start again
             cnt = 0
     head = (head + 1) % size
@@ -40,14 +40,14 @@ def dbim_kernel(
     meta[M_COUNT] = cnt
     meta[M_HEAD] = head
     if cnt < size:  # warming up
-        return 0
+        return EMIT.NONE
     old = (head + 1) % size  # the oldest: lag books back
     d = params[P_DEPTH]
     dc = min(d, min(cover, mid_cover[old, MC_COVER]))
     b_now, _ = imbalance(book, mid, dc)
     b_old, _ = imbalance(books[old], mid_cover[old, MC_MID], dc)
     if b_now != b_now or b_old != b_old:
-        return 0
+        return EMIT.NONE
     span = (now - times[old]) * 1e-9
     dbim[0] = b_now - b_old
     rate[0] = dbim[0] / span
@@ -55,7 +55,7 @@ def dbim_kernel(
     sigma = params[P_SIGMA]
     obs[OBS_Z] = params[P_ALPHA] * rate[0]
     obs[OBS_R] = sigma * sigma * cover_inflation(d, dc, params[P_POWER]) / max(1.0, params[P_LAG])
-    return 15
+    return EMIT.ALL
 
 
 @njit(cache=True)
@@ -131,3 +131,6 @@ class Dbim(Node):
             np.full((size, 2), np.nan),  # their mid and coverage (bps)
             np.zeros(2),  # [books held, slot of the newest]
         )
+
+
+EMIT = Dbim.EMIT  # the kernel's named emit bits (compile-time constants)

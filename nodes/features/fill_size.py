@@ -46,7 +46,7 @@ def _add_order(fs, t, s, size, now, params):
 @njit(cache=True)
 def fill_size_kernel(
     now, dt, params, fs, ts,
-    tr_t, tr_r, tr_start, tr_end,
+    trades_t, trades_r, trades_start, trades_end,
     clock, clock_ticked,
     zscore_buy, zscore_sell, recent_buy, recent_sell, base_buy, base_sell, obs,
 ):  # fmt: skip
@@ -65,20 +65,20 @@ def fill_size_kernel(
             fs[o + F_SB] *= fb
         ts[T_REF] = now
     # orders: runs of prints of one timestamp and side at the same or worsening prices
-    cap = tr_t.shape[0]
+    cap = trades_t.shape[0]
     o_t = np.int64(0)
     o_s = 0.0  # 0 = no open order
     o_px = 0.0
     o_sz = 0.0
-    for i in range(tr_start, tr_end):
+    for i in range(trades_start, trades_end):
         row = i % cap
-        px = tr_r[row, TR_PX]
-        sz = tr_r[row, TR_SZ]
-        side = tr_r[row, TR_SIDE]
+        px = trades_r[row, TR_PX]
+        sz = trades_r[row, TR_SZ]
+        side = trades_r[row, TR_SIDE]
         if not (px > 0.0 and sz > 0.0 and (side > 0.0 or side < 0.0)):
             continue  # NaN or malformed print: skipped
         s = 1.0 if side > 0.0 else -1.0
-        t = tr_t[row]
+        t = trades_t[row]
         if not per_print and o_s != 0.0 and t == o_t and s == o_s and (px - o_px) * s >= 0.0:
             o_sz += sz
             o_px = px
@@ -89,7 +89,7 @@ def fill_size_kernel(
     if o_s != 0.0:  # same-timestamp prints arrive in one step: the open order is complete
         _add_order(fs, o_t, o_s, o_sz, now, params)
 
-    mask = 0
+    mask = EMIT.NONE
     z_sum = 0.0
     n_sum = 0.0
     for k in range(2):
@@ -102,14 +102,14 @@ def fill_size_kernel(
                 base_buy[0] = math.exp(mb) if log_size else mb
             else:
                 base_sell[0] = math.exp(mb) if log_size else mb
-            mask |= 1 << (4 + k)
+            mask |= EMIT.BASE_BUY if k == 0 else EMIT.BASE_SELL
         if fs[o + F_WR] >= params[P_MIN_RECENT] and fs[o + F_WR] > 0.0:
             mr = fs[o + F_MR]
             if k == 0:
                 recent_buy[0] = math.exp(mr) if log_size else mr
             else:
                 recent_sell[0] = math.exp(mr) if log_size else mr
-            mask |= 1 << (2 + k)
+            mask |= EMIT.RECENT_BUY if k == 0 else EMIT.RECENT_SELL
             if base_ok:
                 z = (mr - fs[o + F_MB]) / sd
                 if k == 0:
@@ -119,12 +119,12 @@ def fill_size_kernel(
                     zscore_sell[0] = z
                     z_sum -= z
                 n_sum += fs[o + F_WR]
-                mask |= 1 << k
+                mask |= EMIT.ZSCORE_BUY if k == 0 else EMIT.ZSCORE_SELL
     if n_sum > 0.0:
         sigma = params[P_SIGMA]
         obs[OBS_Z] = params[P_ALPHA] * z_sum
         obs[OBS_R] = sigma * sigma / n_sum
-        mask |= 64
+        mask |= EMIT.OBS
     return mask
 
 
@@ -203,3 +203,6 @@ class FillSize(Node):
 
     def init_state(self):
         return np.zeros(2 * N_SIDE), np.zeros(2, np.int64)  # see F_* / T_* above
+
+
+EMIT = FillSize.EMIT  # the kernel's named emit bits (compile-time constants)

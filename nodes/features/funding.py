@@ -33,7 +33,7 @@ def funding_kernel(
     now, dt, params, st, ctx, ctx_ticked, f_hat, f_hat_per_s, f_ewma, f_mean, f_std, zscore, obs
 ):
     if not ctx_ticked:
-        return 0
+        return EMIT.NONE
     cur = ctx[CTX_FUNDING]
     pred = ctx[CTX_PREDICTED_FUNDING]
     cur_ok = abs(cur) < MAX_RATE  # False for NaN
@@ -63,7 +63,7 @@ def funding_kernel(
         num += w_cur * cur
         den += w_cur
     if not (den > 0.0):
-        return 0  # nothing valid to forecast from (or only a component with zero weight)
+        return EMIT.NONE  # nothing valid to forecast from (or only a component with zero weight)
     f = num / den
     f_hat[0] = f
     f_hat_per_s[0] = f / 3600.0
@@ -80,7 +80,8 @@ def funding_kernel(
     st[S_VAR] = (1.0 - w) * (st[S_VAR] + w * d * d)
     obs[OBS_Z] = -params[P_C_F] * z
     obs[OBS_R] = params[P_SIGMA] * params[P_SIGMA] / min(max(abs(z), params[P_Z_FLOOR]), 1.0)
-    return 127 if ewma_ok else 123  # every output; f_ewma (bit 2) once a rate in force was seen
+    # every output; f_ewma once a rate in force was seen
+    return EMIT.ALL if ewma_ok else EMIT.ALL & ~EMIT.F_EWMA
 
 
 class Funding(Node):
@@ -153,3 +154,6 @@ class Funding(Node):
     def init_state(self):
         p = self.params
         return (np.array([np.nan, p.prior_mean, p.prior_sd**2]),)
+
+
+EMIT = Funding.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -23,7 +23,7 @@ T_REF, T_START, T_PRINT, T_SEEDED = range(4)
 @njit(cache=True)
 def hawkes_kernel(
     now, dt, params, fs, ts,
-    tr_t, tr_r, tr_start, tr_end,
+    trades_t, trades_r, trades_start, trades_end,
     clock, clock_ticked,
     lam_buy, lam_sell, base_buy, base_sell, excess_buy, excess_sell, obs,
 ):  # fmt: skip
@@ -43,16 +43,16 @@ def hawkes_kernel(
             fs[F_E + k] *= fe
             fs[F_C + k] *= fc
         ts[T_REF] = now
-    cap = tr_t.shape[0]
-    for i in range(tr_start, tr_end):
+    cap = trades_t.shape[0]
+    for i in range(trades_start, trades_end):
         row = i % cap
-        px = tr_r[row, TR_PX]
-        sz = tr_r[row, TR_SZ]
-        side = tr_r[row, TR_SIDE]
+        px = trades_r[row, TR_PX]
+        sz = trades_r[row, TR_SZ]
+        side = trades_r[row, TR_SIDE]
         if not (px > 0.0 and sz > 0.0 and (side > 0.0 or side < 0.0)):
             continue  # NaN or malformed print: skipped
         s = 1.0 if side > 0.0 else -1.0
-        t = tr_t[row]
+        t = trades_t[row]
         if t < ts[T_START]:  # prints older than the first run (its own first batch)
             ts[T_START] = t
         new = per_print or not (t == ts[T_PRINT] and s == fs[F_SIDE] and (px - fs[F_PX]) * s >= 0.0)
@@ -71,7 +71,7 @@ def hawkes_kernel(
     excess_sell[0] = fs[F_E + 1]
     span = (now - ts[T_START]) * 1e-9
     if not (span >= params[P_WARMUP] and span > 0.0):
-        return 48  # excess only: the base rate needs warmup_s of history
+        return EMIT.EXCESS_BUY | EMIT.EXCESS_SELL  # excess only: the base rate needs warmup_s of history
     # EW event rate, bias-corrected for the finite history: sum w / integral of w over [start, now]
     norm = (1.0 - a / beta) / (-big_t * math.expm1(-span / big_t))
     base_buy[0] = fs[F_C] * norm
@@ -80,11 +80,13 @@ def hawkes_kernel(
     lam_sell[0] = base_sell[0] + fs[F_E + 1]
     total = lam_buy[0] + lam_sell[0]
     if not (total > 0.0):
-        return 63
+        return (
+            EMIT.LAM_BUY | EMIT.LAM_SELL | EMIT.BASE_BUY | EMIT.BASE_SELL | EMIT.EXCESS_BUY | EMIT.EXCESS_SELL
+        )
     sigma = params[P_SIGMA]
     obs[OBS_Z] = params[P_ALPHA] * (fs[F_E] - fs[F_E + 1])
     obs[OBS_R] = sigma * sigma / total
-    return 127
+    return EMIT.ALL
 
 
 class Hawkes(Node):
@@ -175,3 +177,6 @@ class Hawkes(Node):
         ts = np.zeros(4, np.int64)
         ts[T_PRINT] = np.iinfo(np.int64).min
         return fs, ts  # see F_* / T_* above
+
+
+EMIT = Hawkes.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -126,43 +126,43 @@ def excess_kurtosis(n, m2sum, m4sum, unbiased):
 def kurtosis_kernel(now, dt, params, st, it, ring, price, price_ticked, kurt, as_factor):
     p = price[0]
     if not (p > 0.0 and p < np.inf):  # NaN, inf or non-positive: not a price
-        return 0
+        return EMIT.NONE
     if it[I_T] < 0:  # the first price only seeds
         st[F_P0] = p
         it[I_T] = now
         it[I_T0] = now
-        return 0
+        return EMIT.NONE
     elapsed = now - it[I_T]
     if elapsed <= 0:  # same timestamp: fold the move into the next interval
-        return 0
+        return EMIT.NONE
     it[I_T] = now
     if elapsed > params[P_GAP] * 1e9:  # a data gap: no sample spans it; start a new one here
         st[F_P0] = p
         it[I_T0] = now
-        return 0
+        return EMIT.NONE
     span = now - it[I_T0]
     if span < params[P_HORIZON] * 1e9:  # the sample is not horizon_s long yet
-        return 0
+        return EMIT.NONE
     r = np.log(p / st[F_P0]) * 1e4
     st[F_P0] = p
     it[I_T0] = now
     moments_push(st, it, ring, r / np.sqrt(span * 1e-9))
     n = st[F_N]
     if n < params[P_MIN_N]:
-        return 0
+        return EMIT.NONE
     mean = st[F_MEAN]
     if st[F_M2] <= 1e-20 * mean * mean * n:  # variance zero to rounding: kurtosis undefined
-        return 0
+        return EMIT.NONE
     k = excess_kurtosis(n, st[F_M2], st[F_M4], params[P_UNBIASED] > 0.5)
     if k != k:
-        return 0
+        return EMIT.NONE
     kurt[0] = k
     f = 1.0 + params[P_KAPPA] * max(0.0, k)
     cap = params[P_MAX_FACTOR]
     if cap == cap:
         f = min(f, cap)
     as_factor[0] = f
-    return 3
+    return EMIT.ALL
 
 
 class Kurtosis(Node):
@@ -243,3 +243,6 @@ class Kurtosis(Node):
         ints = np.zeros(4, np.int64)
         ints[I_T] = -1
         return (floats, ints, np.zeros(self.params.window))  # ring of standardised returns
+
+
+EMIT = Kurtosis.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -189,10 +189,10 @@ def lead_lag_kernel(
         ist[I_NEXT_J] += 1
     # 4. emit once per quote cycle (every run when the clock is not wired)
     if not clock_ticked and clock[0] == clock[0]:
-        return 0
+        return EMIT.NONE
     i = ist[I_BEST]
     if i < 0:
-        return 0
+        return EMIT.NONE
     n = reg[R_N, i]
     sxx = reg[R_SXX, i]
     sxy = reg[R_SXY, i]
@@ -205,7 +205,7 @@ def lead_lag_kernel(
     # the lead signal, from the current prices and the grid samples of the last lag
     stale = params[P_MAX_STALE_S] * 1e9
     if ist[I_X_T] < 0 or ist[I_Y_T] < 0 or now - ist[I_X_T] > stale or now - ist[I_Y_T] > stale:
-        return 15
+        return EMIT.BETA | EMIT.BETA_SE | EMIT.R2 | EMIT.LAG_S
     hs = cfg[C_HORIZON]
     if hs == 0 or hs > lag:
         hs = lag
@@ -217,7 +217,7 @@ def lead_lag_kernel(
     if params[P_OWN_WEIGHT] != 0.0:
         own = val[V_X] - X[(jn - hs) % cap]
     if r_ref != r_ref or own != own:
-        return 15  # a missing sample in the span
+        return EMIT.BETA | EMIT.BETA_SE | EMIT.R2 | EMIT.LAG_S  # a missing sample in the span
     lead = b * r_ref - params[P_OWN_WEIGHT] * own
     lead_bps[0] = lead
     horizon_s = hs * params[P_STEP_S]
@@ -225,7 +225,7 @@ def lead_lag_kernel(
     obs[OBS_Z] = alpha * lead / horizon_s
     e = alpha * beta_se[0] * r_ref / horizon_s
     obs[OBS_R] = params[P_SIGMA] * params[P_SIGMA] + e * e
-    return 63
+    return EMIT.ALL
 
 
 class LeadLag(Node):
@@ -354,3 +354,6 @@ class LeadLag(Node):
             np.full(cap, np.nan),  # Y: reference
             np.zeros((6, nlags)),  # per-lag window moments
         )
+
+
+EMIT = LeadLag.EMIT  # the kernel's named emit bits (compile-time constants)

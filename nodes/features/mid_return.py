@@ -8,20 +8,20 @@ from flowmm.core.node import In, Node, Out
 def mid_return_kernel(now, dt, params, state, price, price_ticked, ret_bps, rate_bps_s):
     p = price[0]
     if not (p > 0.0):  # NaN or non-positive: not a price
-        return 0
+        return EMIT.NONE
     last = state[0]
     if last != last:  # first price: nothing to difference yet
         state[0] = p
         state[1] = now
-        return 0
+        return EMIT.NONE
     elapsed = (now - state[1]) * 1e-9
     if elapsed <= 0.0:  # same timestamp: fold into the next interval
-        return 0
+        return EMIT.NONE
     ret_bps[0] = np.log(p / last) * 1e4
     rate_bps_s[0] = ret_bps[0] / elapsed
     state[0] = p
     state[1] = now
-    return 3
+    return EMIT.ALL
 
 
 class MidReturn(Node):
@@ -38,3 +38,6 @@ class MidReturn(Node):
 
     def init_state(self):
         return (np.array([np.nan, 0.0]),)  # [last price, its time ns]
+
+
+EMIT = MidReturn.EMIT  # the kernel's named emit bits (compile-time constants)

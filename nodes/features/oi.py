@@ -38,11 +38,11 @@ def _newest_at_or_before(hist_t, count, target):
 @njit(cache=True)
 def oi_kernel(now, dt, params, ist, hist_t, hist_v, ctx, ctx_ticked, doi_bps, ret_bps, signed_bps, obs):
     if not ctx_ticked:
-        return 0
+        return EMIT.NONE
     oi = ctx[CTX_OI]
     mark = ctx[CTX_MARK]
     if not (oi > 0.0):  # NaN or non-positive OI: not a value
-        return 0
+        return EMIT.NONE
     if not (mark > 0.0):
         mark = np.nan  # OI still differences; the sign needs a price
     window_ns = np.int64(params[P_WINDOW_S] * 1e9)
@@ -61,18 +61,18 @@ def oi_kernel(now, dt, params, ist, hist_t, hist_v, ctx, ctx_ticked, doi_bps, re
     target = now - window_ns
     j = _newest_at_or_before(hist_t, count, target)
     if j < 0 or hist_t[j] < target - params[P_MAX_GAP_S] * 1e9:
-        return 0  # no sample window_s ago (start of data, or a gap around then)
+        return EMIT.NONE  # no sample window_s ago (start of data, or a gap around then)
     doi_bps[0] = (oi / hist_v[j, H_OI] - 1.0) * 1e4
     m0 = hist_v[j, H_MARK]
     if not (mark > 0.0 and m0 > 0.0):
-        return 1
+        return EMIT.DOI_BPS
     r = math.log(mark / m0) * 1e4
     ret_bps[0] = r
     sgn = 1.0 if r > 0.0 else (-1.0 if r < 0.0 else 0.0)
     signed_bps[0] = doi_bps[0] * sgn
     obs[OBS_Z] = params[P_ALPHA] * signed_bps[0]
     obs[OBS_R] = params[P_SIGMA] * params[P_SIGMA]
-    return 15
+    return EMIT.ALL
 
 
 class OpenInterest(Node):
@@ -140,3 +140,6 @@ class OpenInterest(Node):
         cap = int(math.ceil(p.window_s / p.step_s)) + 3  # covers window_s with one sample a slot
         ist = np.zeros(2, np.int64)  # samples ever pushed, slot of the newest
         return ist, np.zeros(cap, np.int64), np.full((cap, 2), np.nan)  # + history times, (oi, mark)
+
+
+EMIT = OpenInterest.EMIT  # the kernel's named emit bits (compile-time constants)

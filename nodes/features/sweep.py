@@ -51,8 +51,8 @@ def _weight(size, levels, min_levels, power):
 @njit(cache=True)
 def sweep_kernel(
     now, dt, params, fs, ts, fpx, bq,
-    tr_t, tr_r, tr_start, tr_end,
-    fl_t, fl_r, fl_start, fl_end,
+    trades_t, trades_r, trades_start, trades_end,
+    fills_t, fills_r, fills_start, fills_end,
     clock, clock_ticked,
     bid_score, ask_score, own_bid_score, own_ask_score, burst_bid, burst_ask, obs,
 ):  # fmt: skip
@@ -73,16 +73,16 @@ def sweep_kernel(
 
     # the tape: an order is a run of prints of one timestamp and side at the same or worsening
     # prices; it crosses one more level at every strictly worse price
-    cap = tr_t.shape[0]
-    for i in range(tr_start, tr_end):
+    cap = trades_t.shape[0]
+    for i in range(trades_start, trades_end):
         row = i % cap
-        px = tr_r[row, TR_PX]
-        sz = tr_r[row, TR_SZ]
-        side = tr_r[row, TR_SIDE]
+        px = trades_r[row, TR_PX]
+        sz = trades_r[row, TR_SZ]
+        side = trades_r[row, TR_SIDE]
         if not (px > 0.0 and sz > 0.0 and (side > 0.0 or side < 0.0)):
             continue  # NaN or malformed print: skipped, the open order stays open
         s = 1.0 if side > 0.0 else -1.0
-        t = tr_t[row]
+        t = trades_t[row]
         step = (px - fs[F_TP_PX]) * s
         if t == ts[T_TP] and s == fs[F_TP_SIDE] and step >= 0.0:
             if step > 0.0:
@@ -101,17 +101,17 @@ def sweep_kernel(
         fs[F_TP_C] = c
 
     # own fills: a group is the fills of one timestamp and side; levels = its distinct prices
-    cap = fl_t.shape[0]
+    cap = fills_t.shape[0]
     w_ns = params[P_BURST_W] * 1e9
-    for i in range(fl_start, fl_end):
+    for i in range(fills_start, fills_end):
         row = i % cap
-        px = fl_r[row, FI_PX]
-        sz = fl_r[row, FI_SZ]
-        side = fl_r[row, FI_SIDE]
+        px = fills_r[row, FI_PX]
+        sz = fills_r[row, FI_SZ]
+        side = fills_r[row, FI_SIDE]
         if not (px > 0.0 and sz > 0.0 and (side > 0.0 or side < 0.0)):
             continue
         s = 1.0 if side > 0.0 else -1.0
-        t = fl_t[row]
+        t = fills_t[row]
         if t == ts[T_OP] and s == fs[F_OP_SIDE]:
             n = int(fs[F_OP_LEV])
             seen = False
@@ -165,8 +165,15 @@ def sweep_kernel(
         sigma = params[P_SIGMA]
         obs[OBS_Z] = params[P_ALPHA] * (ask - bid)
         obs[OBS_R] = sigma * sigma / total
-        return 127
-    return 63
+        return EMIT.ALL
+    return (
+        EMIT.BID_SCORE
+        | EMIT.ASK_SCORE
+        | EMIT.OWN_BID_SCORE
+        | EMIT.OWN_ASK_SCORE
+        | EMIT.BURST_BID
+        | EMIT.BURST_ASK
+    )
 
 
 class Sweep(Node):
@@ -270,3 +277,6 @@ class Sweep(Node):
         ts[T_TP] = ts[T_OP] = np.iinfo(np.int64).min
         # fs, ts, prices of the open own-fill group, burst rings [side, (head, count, times...)]
         return fs, ts, np.zeros(FILL_PRICES), np.zeros((2, BURST_CAP + 2), np.int64)
+
+
+EMIT = Sweep.EMIT  # the kernel's named emit bits (compile-time constants)

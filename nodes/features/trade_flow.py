@@ -6,21 +6,23 @@ from flowmm.core.ports import OBS_R, OBS_Z, TR_SIDE, TR_SZ
 
 
 @njit(cache=True)
-def trade_flow_kernel(now, dt, params, tr_t, tr_r, start, end, buy_sz, sell_sz, imbalance, count, obs):
+def trade_flow_kernel(
+    now, dt, params, trades_t, trades_r, trades_start, trades_end, buy_sz, sell_sz, imbalance, count, obs
+):
     alpha, sigma = params[0], params[1]
-    cap = tr_t.shape[0]
+    cap = trades_t.shape[0]
     b = 0.0
     s = 0.0
-    for i in range(start, end):
+    for i in range(trades_start, trades_end):
         row = i % cap
-        sz = tr_r[row, TR_SZ]
+        sz = trades_r[row, TR_SZ]
         if sz != sz:
             continue
-        if tr_r[row, TR_SIDE] > 0:
+        if trades_r[row, TR_SIDE] > 0:
             b += sz
         else:
             s += sz
-    n = end - start
+    n = trades_end - trades_start
     buy_sz[0] = b
     sell_sz[0] = s
     count[0] = n
@@ -28,9 +30,9 @@ def trade_flow_kernel(now, dt, params, tr_t, tr_r, start, end, buy_sz, sell_sz, 
         imbalance[0] = (b - s) / (b + s)
         obs[OBS_Z] = alpha * imbalance[0]
         obs[OBS_R] = sigma * sigma / max(1.0, n)
-        return 31
+        return EMIT.ALL
     imbalance[0] = 0.0
-    return 15
+    return EMIT.BUY_SZ | EMIT.SELL_SZ | EMIT.IMBALANCE | EMIT.COUNT
 
 
 class TradeFlow(Node):
@@ -56,3 +58,6 @@ class TradeFlow(Node):
         "obs": Out("obs"),
     }
     kernel = trade_flow_kernel
+
+
+EMIT = TradeFlow.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -57,19 +57,19 @@ def vol_term_kernel(
 ):
     p = price[0]
     if not (p > 0.0 and p < np.inf):  # NaN, inf or non-positive: not a price
-        return 0
+        return EMIT.NONE
     if it[I_T] < 0:  # the first price only seeds
         st[F_PX] = p
         it[I_T] = now
-        return 0
+        return EMIT.NONE
     elapsed = now - it[I_T]
     if elapsed <= 0:  # same timestamp: fold the move into the next interval
-        return 0
+        return EMIT.NONE
     r = np.log(p / st[F_PX]) * 1e4
     st[F_PX] = p
     it[I_T] = now
     if elapsed > params[P_GAP] * 1e9:  # a return over a data gap is not a sample
-        return 0
+        return EMIT.NONE
 
     cap = r2s.shape[0]
     head = it[I_HEAD]
@@ -115,15 +115,15 @@ def vol_term_kernel(
 
     min_n = params[P_MIN_N]
     cover = params[P_COVER]
-    emitted = 0
+    emitted = EMIT.NONE
     n_short = head - it[I_TAIL_SHORT]
     if n_short >= min_n and it[I_SPAN_SHORT] >= cover * w_short:
         vol_short[0] = np.sqrt(max(st[F_S_SHORT], 0.0) / (it[I_SPAN_SHORT] * 1e-9))
-        emitted |= 1
+        emitted |= EMIT.VOL_SHORT
     n_long = head - it[I_TAIL_LONG]
     if n_long >= min_n and it[I_SPAN_LONG] >= cover * w_long:
         vol_long[0] = np.sqrt(max(st[F_S_LONG], 0.0) / (it[I_SPAN_LONG] * 1e-9))
-        emitted |= 2
+        emitted |= EMIT.VOL_LONG
     if emitted == 3 and vol_long[0] > 0.0:
         ratio[0] = vol_short[0] / vol_long[0]
         q = ratio[0]
@@ -138,7 +138,7 @@ def vol_term_kernel(
         if base != base:
             base = vol_long[0]
         sigma_eff[0] = base * scale[0]
-        emitted |= 4 | 8 | 16
+        emitted |= EMIT.RATIO | EMIT.SCALE | EMIT.SIGMA_EFF
     return emitted
 
 
@@ -231,3 +231,6 @@ class VolTerm(Node):
         floats[F_PX] = np.nan
         # ring: r^2 (bps^2), end time (ns), span (ns) of each sample
         return (floats, ints, np.zeros(cap), np.zeros(cap, np.int64), np.zeros(cap, np.int64))
+
+
+EMIT = VolTerm.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -7,31 +7,31 @@ from flowmm.core.ports import TR_SIDE
 
 
 @njit(cache=True)
-def burst_cancel_kernel(now, dt, params, times, tr_t, tr_r, start, end, cancel):
+def burst_cancel_kernel(now, dt, params, times, trades_t, trades_r, trades_start, trades_end, cancel):
     n_trades = int(params[0])
     window_ns = params[1] * 1e9
     cooldown_ns = params[2] * 1e9
-    cap = tr_t.shape[0]
-    fired = 0
-    for i in range(start, end):
+    cap = trades_t.shape[0]
+    fired = EMIT.NONE
+    for i in range(trades_start, trades_end):
         row = i % cap
-        side = tr_r[row, TR_SIDE]
+        side = trades_r[row, TR_SIDE]
         k = 0 if side > 0 else 1
         # times[k, 0] = write position; times[k, 1:] = last n_trades times of that side
         pos = int(times[k, 0])
-        times[k, 1 + pos] = tr_t[row]
+        times[k, 1 + pos] = trades_t[row]
         pos = (pos + 1) % n_trades
         times[k, 0] = pos
         oldest = times[k, 1 + pos]  # after the write, the slot to be overwritten next
-        if oldest == oldest and tr_t[row] - oldest <= window_ns:
+        if oldest == oldest and trades_t[row] - oldest <= window_ns:
             if (
-                tr_t[row] - times[k, n_trades + 1] >= cooldown_ns
+                trades_t[row] - times[k, n_trades + 1] >= cooldown_ns
                 or times[k, n_trades + 1] != times[k, n_trades + 1]
             ):
-                times[k, n_trades + 1] = tr_t[row]
+                times[k, n_trades + 1] = trades_t[row]
                 # sellers sweeping the bids -> cancel our bids (+1); buyers -> our asks (-1)
                 cancel[0] = -1.0 if k == 0 else 1.0
-                fired = 1
+                fired = EMIT.ALL
     return fired
 
 
@@ -60,3 +60,6 @@ class BurstCancel(Node):
         st = np.full((2, n + 2), np.nan)
         st[:, 0] = 0.0
         return (st,)
+
+
+EMIT = BurstCancel.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -17,20 +17,22 @@ MAX_BURST = 64  # n_fills upper bound (MAX_ORDERS: a ladder cannot fill more ord
 
 
 @njit(cache=True)
-def emergency_cancel_kernel(now, dt, params, ring, cnt, fl_t, fl_r, start, end, cancel, n_fired):
+def emergency_cancel_kernel(
+    now, dt, params, ring, cnt, fills_t, fills_r, fills_start, fills_end, cancel, n_fired
+):
     n = int(params[P_N])
     window_ns = params[P_WINDOW] * 1e9
-    cap = fl_t.shape[0]
+    cap = fills_t.shape[0]
     fired_bid = False
     fired_ask = False
-    for i in range(start, end):
+    for i in range(fills_start, fills_end):
         row = i % cap
-        side = fl_r[row, FI_SIDE]
-        sz = fl_r[row, FI_SZ]
+        side = fills_r[row, FI_SIDE]
+        sz = fills_r[row, FI_SZ]
         if not (sz > 0.0 and (side > 0.0 or side < 0.0)):
             continue  # malformed record (NaN side or size): not a fill of either side
         k = 0 if side > 0.0 else 1  # 0: our bid filled, 1: our ask filled
-        t = fl_t[row]
+        t = fills_t[row]
         pos = cnt[k, C_POS]
         ring[k, pos] = t
         cnt[k, C_POS] = (pos + 1) % n
@@ -46,7 +48,7 @@ def emergency_cancel_kernel(now, dt, params, ring, cnt, fl_t, fl_r, start, end, 
                 else:
                     fired_ask = True
     if not (fired_bid or fired_ask):
-        return 0
+        return EMIT.NONE
     # our bids swept (bid fills) -> cancel our bids (+1); asks -> -1; both in one step -> 0
     if fired_bid and fired_ask:
         cancel[0] = 0.0
@@ -55,7 +57,7 @@ def emergency_cancel_kernel(now, dt, params, ring, cnt, fl_t, fl_r, start, end, 
     else:
         cancel[0] = -1.0
     n_fired[0] = float(cnt[0, C_FIRED] + cnt[1, C_FIRED])
-    return 3
+    return EMIT.ALL
 
 
 class EmergencyCancel(Node):
@@ -109,3 +111,6 @@ class EmergencyCancel(Node):
     def init_state(self):
         n = self.params.n_fills
         return (np.zeros((2, n), np.int64), np.zeros((2, 3), np.int64))
+
+
+EMIT = EmergencyCancel.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -65,7 +65,7 @@ def epnl_kernel(
     d_b0 = bid_depth[0]
     d_a0 = ask_depth[0]
     if not (d_b0 == d_b0 or d_a0 == d_a0):
-        return 0  # no touch depth on either side: nothing to price
+        return EMIT.NONE  # no touch depth on either side: nothing to price
     c = _or(center_bps[0], 0.0)
     mu = _or(mu_hat[0], params[P_MU0])
     sig = _or(sigma[0], params[P_SIGMA0])
@@ -144,7 +144,7 @@ def epnl_kernel(
                 ask_epnl_quote[i] = vq
                 ask_pfill[i] = p
                 ask_edge[i] = e
-    return (1 << 16) - 1
+    return EMIT.ALL
 
 
 class Epnl(Node):
@@ -285,3 +285,6 @@ class Epnl(Node):
         "carry_ask": Out("f64", doc="E[carry | ask fill], bps"),
     }
     kernel = epnl_kernel
+
+
+EMIT = Epnl.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -32,7 +32,7 @@ def gamma_q_kernel(now, dt, params, q, q_ticked, clock, clock_ticked, gamma, u, 
     gamma[0] = g
     u[0] = x / q_max
     ratio[0] = 1.0 + params[P_BETA] * u[0] * u[0]
-    return 7
+    return EMIT.ALL
 
 
 class GammaQ(Node):
@@ -84,3 +84,6 @@ class GammaQ(Node):
         "ratio": Out("f64", doc="gamma(q) / gamma_base = 1 + beta u^2"),
     }
     kernel = gamma_q_kernel
+
+
+EMIT = GammaQ.EMIT  # the kernel's named emit bits (compile-time constants)

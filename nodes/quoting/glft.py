@@ -17,7 +17,6 @@ SKEWS = ("none", "inventory", "inventory_drift")
     P_SKEW, P_SIZE, P_XI, P_GAMMA0, P_SIGMA0, P_SIGMA_MIN, P_K0, P_A0, P_MU0, P_DRIFT_CAP, P_MIN_DEPTH,
     P_FEE,
 ) = range(12)  # fmt: skip
-ALL_OUTPUTS = (1 << 12) - 1
 
 
 @njit(cache=True)
@@ -128,7 +127,7 @@ def glft_kernel(
     drift_skew_ask[0] = da
     omega_bid[0] = ob
     omega_ask[0] = oa
-    return ALL_OUTPUTS
+    return EMIT.ALL
 
 
 class Glft(Node):
@@ -253,3 +252,6 @@ class Glft(Node):
                 v = SKEWS.index(v)
             values.append(math.nan if v is None else float(v))
         return np.array(values, dtype=np.float64)
+
+
+EMIT = Glft.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -42,28 +42,50 @@ def _level_size(sizes, seen, i, fallback):
 
 @njit(cache=True)
 def ladder_kernel(
-    now, dt, params, state,
-    mid, mid_t, center, center_t, center_bps, center_bps_t, bid_depth, bid_depth_t, ask_depth, ask_depth_t,
-    bid_sizes, bid_sizes_t, ask_sizes, ask_sizes_t, book, book_t,
-    ladder, bid_touch_bps, ask_touch_bps, post_only_bid, post_only_ask, center_used_bps,
-):  # fmt: skip
-    if bid_depth_t:
+    now,
+    dt,
+    params,
+    state,
+    mid,
+    mid_ticked,
+    center,
+    center_ticked,
+    center_bps,
+    center_bps_ticked,
+    bid_depth,
+    bid_depth_ticked,
+    ask_depth,
+    ask_depth_ticked,
+    bid_sizes,
+    bid_sizes_ticked,
+    ask_sizes,
+    ask_sizes_ticked,
+    book,
+    book_ticked,
+    ladder,
+    bid_touch_bps,
+    ask_touch_bps,
+    post_only_bid,
+    post_only_ask,
+    center_used_bps,
+):
+    if bid_depth_ticked:
         state[S_SEEN_BID_DEPTH] = 1.0
-    if ask_depth_t:
+    if ask_depth_ticked:
         state[S_SEEN_ASK_DEPTH] = 1.0
-    if bid_sizes_t:
+    if bid_sizes_ticked:
         state[S_SEEN_BID_SIZES] = 1.0
-    if ask_sizes_t:
+    if ask_sizes_ticked:
         state[S_SEEN_ASK_SIZES] = 1.0
     m = mid[0]
     if not _ok(m):
         if state[S_WITHHELD] == 1.0:
-            return 0  # quotes already withheld: say it once
+            return EMIT.NONE  # quotes already withheld: say it once
         ladder[:, :] = np.nan
         bid_touch_bps[0] = np.nan
         ask_touch_bps[0] = np.nan
         state[S_WITHHELD] = 1.0
-        return 0b111
+        return EMIT.LADDER | EMIT.BID_TOUCH_BPS | EMIT.ASK_TOUCH_BPS
     state[S_WITHHELD] = 0.0
     szd = int(params[P_SZ_DEC])
     perp = params[P_PERP] > 0.5
@@ -161,7 +183,7 @@ def ladder_kernel(
     a0 = ladder[0, LAD_ASK_PX]
     bid_touch_bps[0] = (m - b0) / m * 1e4
     ask_touch_bps[0] = (a0 - m) / m * 1e4
-    return 0b111111
+    return EMIT.ALL
 
 
 class Ladder(Node):
@@ -281,3 +303,6 @@ class Ladder(Node):
 
     def init_state(self):
         return (np.zeros(5),)  # see S_*
+
+
+EMIT = Ladder.EMIT  # the kernel's named emit bits (compile-time constants)

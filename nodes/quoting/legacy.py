@@ -41,23 +41,25 @@ S_EWMA, S_ELAPSED, S_SEEDED = range(3)
 
 
 @njit(cache=True)
-def legacy_drift_kernel(now, dt, params, st, mu, mu_ticked, raw, adj, clamped, smoothed):
-    m = mu[0]
+def legacy_drift_kernel(
+    now, dt, params, st, mu_hat, mu_hat_ticked, drift_raw_bps, drift_adj_bps, clamped, smoothed_drift
+):
+    m = mu_hat[0]
     if m == m and not math.isinf(m):
         r = m * params[D_HORIZON]
-        raw[0] = r
+        drift_raw_bps[0] = r
     else:
         r = 0.0  # no drift estimate yet: the legacy quoted symmetric
-        raw[0] = math.nan
+        drift_raw_bps[0] = math.nan
     cap = params[D_CLAMP]
     if r > cap:
-        adj[0] = cap
+        drift_adj_bps[0] = cap
         clamped[0] = 1.0
     elif r < -cap:
-        adj[0] = -cap
+        drift_adj_bps[0] = -cap
         clamped[0] = -1.0
     else:
-        adj[0] = r
+        drift_adj_bps[0] = r
         clamped[0] = 0.0
     # the position manager's smoothed_drift: an EWMA of the raw drift that reports 0 until warm
     if st[S_SEEDED] == 0.0:
@@ -67,8 +69,8 @@ def legacy_drift_kernel(now, dt, params, st, mu, mu_ticked, raw, adj, clamped, s
         st[S_ELAPSED] += dt
         w = 1.0 - math.exp(-math.log(2.0) * dt / params[D_HALF_LIFE])
         st[S_EWMA] += w * (r - st[S_EWMA])
-    smoothed[0] = st[S_EWMA] if st[S_ELAPSED] >= params[D_WARMUP] else 0.0
-    return 15
+    smoothed_drift[0] = st[S_EWMA] if st[S_ELAPSED] >= params[D_WARMUP] else 0.0
+    return EMIT_DRIFT.ALL
 
 
 class LegacyDrift(Node):
@@ -123,6 +125,9 @@ class LegacyDrift(Node):
         return (np.zeros(3),)
 
 
+EMIT_DRIFT = LegacyDrift.EMIT  # the kernel's named emit bits (compile-time constants)
+
+
 # ---------------------------------------------------------------------------------------------
 # quoting.legacy_quoter
 # ---------------------------------------------------------------------------------------------
@@ -157,37 +162,39 @@ def _factor(x):
 @njit(cache=True)
 def legacy_quoter_kernel(
     now, dt, params, st,
-    mid, mid_tk, pos, pos_tk, drift, drift_tk, tox_b, tox_b_tk, tox_a, tox_a_tk, trend, trend_tk,
-    qmax_in, qmax_tk, eff_q, eff_q_tk, scale_b, scale_b_tk, scale_a, scale_a_tk,
-    smult_b, smult_b_tk, smult_a, smult_a_tk,
-    ladder, zone, gate, util, scalar, skew, bid_depth, ask_depth, bid_mult, ask_mult, sig_w, gate_sig,
-    qmax_used,
+    mid, mid_ticked, position, position_ticked, drift_adj, drift_adj_ticked,
+    toxicity_bid, toxicity_bid_ticked, toxicity_ask, toxicity_ask_ticked, trend, trend_ticked,
+    q_max, q_max_ticked, effective_q, effective_q_ticked, bid_size_scale, bid_size_scale_ticked,
+    ask_size_scale, ask_size_scale_ticked, bid_spread_mult, bid_spread_mult_ticked,
+    ask_spread_mult, ask_spread_mult_ticked,
+    ladder, zone, gate, utilization, inventory_scalar, skew_bps, bid_depth_bps, ask_depth_bps,
+    bid_size_mult, ask_size_mult, signal_weight, gate_signal, q_max_used,
 ):  # fmt: skip
     m = mid[0]
     if not (m > 0.0) or math.isinf(m):
         if st[0] == 1.0:
-            return 0  # quotes already withheld: say it once
+            return EMIT_QUOTER.NONE  # quotes already withheld: say it once
         ladder[:, :] = np.nan
         st[0] = 1.0
-        return 1
+        return EMIT_QUOTER.LADDER
     st[0] = 0.0
-    q = pos[0]
+    q = position[0]
     if q != q or math.isinf(q):
         q = 0.0  # no position stream yet: flat
-    d = drift[0]
+    d = drift_adj[0]
     if d != d or math.isinf(d):
         d = 0.0
     tr = trend[0]
     if tr != tr or math.isinf(tr):
         tr = 0.0
 
-    q_max = params[Q_QMAX]
-    if qmax_in[0] > 0.0 and not math.isinf(qmax_in[0]):
-        q_max = qmax_in[0]  # the dynamic max position (quoting.legacy_max_position)
-    qs = eff_q[0]
+    qm = params[Q_QMAX]
+    if q_max[0] > 0.0 and not math.isinf(q_max[0]):
+        qm = q_max[0]  # the dynamic max position (quoting.legacy_max_position)
+    qs = effective_q[0]
     if qs != qs or math.isinf(qs):
         qs = q  # no position manager: the skew sees the position itself
-    u = abs(q) / q_max
+    u = abs(q) / qm
     sc = 1.0 + params[Q_SCALAR] * u * u
     sk = params[Q_SKEW] * qs * sc  # bps; long -> bids further, asks closer
     if u < params[Q_GREEN]:
@@ -209,12 +216,12 @@ def legacy_quoter_kernel(
     # the accumulating side (bids when long): widened and shrunk in yellow, gone in red
     acc = 0.0 if q == 0.0 else (1.0 if q > 0.0 else -1.0)
     half = params[Q_HALF]
-    bd = half * _factor(smult_b[0]) - 0.5 * d + sk  # pre_fill_as: the side's half-spread widened
-    ad = half * _factor(smult_a[0]) + 0.5 * d - sk
-    bm = _tox_mult(tox_b[0], params[Q_TOX])
-    am = _tox_mult(tox_a[0], params[Q_TOX])
-    ms_b = _factor(scale_b[0])  # the side's margin share (quoting.legacy_margin), 1 when flat
-    ms_a = _factor(scale_a[0])
+    bd = half * _factor(bid_spread_mult[0]) - 0.5 * d + sk  # pre_fill_as: the side's half-spread widened
+    ad = half * _factor(ask_spread_mult[0]) + 0.5 * d - sk
+    bm = _tox_mult(toxicity_bid[0], params[Q_TOX])
+    am = _tox_mult(toxicity_ask[0], params[Q_TOX])
+    ms_b = _factor(bid_size_scale[0])  # the side's margin share (quoting.legacy_margin), 1 when flat
+    ms_a = _factor(ask_size_scale[0])
     if z == ZONE_YELLOW:
         if acc > 0.0:
             bd += params[Q_Y_WIDEN]
@@ -230,16 +237,16 @@ def legacy_quoter_kernel(
 
     zone[0] = z
     gate[0] = g
-    util[0] = u
-    scalar[0] = sc
-    skew[0] = sk
-    bid_depth[0] = bd
-    ask_depth[0] = ad
-    bid_mult[0] = bm
-    ask_mult[0] = am
-    sig_w[0] = params[Q_SIGNAL_W]
-    gate_sig[0] = gs
-    qmax_used[0] = q_max
+    utilization[0] = u
+    inventory_scalar[0] = sc
+    skew_bps[0] = sk
+    bid_depth_bps[0] = bd
+    ask_depth_bps[0] = ad
+    bid_size_mult[0] = bm
+    ask_size_mult[0] = am
+    signal_weight[0] = params[Q_SIGNAL_W]
+    gate_signal[0] = gs
+    q_max_used[0] = qm
 
     spacing = params[Q_SPACING]
     n_levels = int(params[Q_LEVELS])
@@ -283,7 +290,7 @@ def legacy_quoter_kernel(
                     ladder[i, LAD_ASK_PX] = ask
                     ladder[i, LAD_ASK_SZ] = sz
                     cum_a += sz
-    return (1 << 13) - 1
+    return EMIT_QUOTER.ALL
 
 
 @njit(cache=True)
@@ -346,6 +353,10 @@ class LegacyQuoter(Node):
       on its sizes, after the toxicity and yellow multipliers and before the lot rounding and
       the red zone's reduce-only cap (bid_size_mult / ask_size_mult stay the logged toxicity x
       yellow multipliers).
+
+    RC4's worked values: 1.19 at 25 % and 1.75 at 50 % are 1 + 3u^2 (1.1875, 1.75); its "by 80 %
+    when it hits 3.56" is not (1 + 3 x 0.8^2 = 2.92; 3.56 would be u = 0.92): the formula, which
+    the other two points and CONVENTIONS.md agree on, is kept.
 
     Choices where the logs are silent (all parameters):
 
@@ -444,3 +455,6 @@ class LegacyQuoter(Node):
 
     def init_state(self):
         return (np.zeros(1),)  # [1.0 once an all-NaN ladder was emitted]
+
+
+EMIT_QUOTER = LegacyQuoter.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -9,7 +9,6 @@ from flowmm.core.node import In, Node, NodeParams, Out
 
 # packed params (Params field order)
 P_USABLE, P_SPLIT = range(2)
-EMIT_ALL = 0b1111  # margin_bid, margin_ask, bid_size_scale, ask_size_scale
 
 
 @njit(cache=True)
@@ -22,13 +21,23 @@ def margin_shares(ratio, split):
 
 
 @njit(cache=True)
-def legacy_margin_kernel(now, dt, params, ratio, ratio_ticked, m_bid, m_ask, s_bid, s_ask):
-    b, a = margin_shares(ratio[0], params[P_SPLIT])
-    m_bid[0] = params[P_USABLE] * b
-    m_ask[0] = params[P_USABLE] * a
-    s_bid[0] = 2.0 * b  # relative to the even split at q = 0: the flat ladder is unchanged
-    s_ask[0] = 2.0 * a
-    return EMIT_ALL
+def legacy_margin_kernel(
+    now,
+    dt,
+    params,
+    inventory_ratio,
+    inventory_ratio_ticked,
+    margin_bid,
+    margin_ask,
+    bid_size_scale,
+    ask_size_scale,
+):
+    b, a = margin_shares(inventory_ratio[0], params[P_SPLIT])
+    margin_bid[0] = params[P_USABLE] * b
+    margin_ask[0] = params[P_USABLE] * a
+    bid_size_scale[0] = 2.0 * b  # relative to the even split at q = 0: the flat ladder is unchanged
+    ask_size_scale[0] = 2.0 * a
+    return EMIT.ALL
 
 
 class LegacyMargin(Node):
@@ -52,7 +61,10 @@ class LegacyMargin(Node):
     flat ladder keeps its logged sizes and a long position shrinks the bids and grows the asks
     (0.79 / 1.21 at r = 0.355) - a slight asymmetry, which is what seed 004 criticises. The
     quoter applies them on top of the toxicity and zone multipliers (and under the red zone's
-    reduce-only cap).
+    reduce-only cap). A consistency check against seed 000 (not a fit): RC3's "total bid exposure
+    went from ~5.66 to ~4.71" while bid_size_mult went 0.98 -> 0.89 is a 0.832 ratio, which the
+    toxicity multiplier alone (0.908) does not reach; with the split between the logged positions
+    0.74 and 2.12 (bid scale 0.968 -> 0.909) the two give 0.852.
 
     Edge cases: r NaN/inf or not wired -> an even split (scales 1); |split r| > 1 -> the whole
     margin to one side. Emitted on every run. Cycle-triggered, hot."""
@@ -79,3 +91,6 @@ class LegacyMargin(Node):
         "ask_size_scale": Out("f64", doc="ask sizes x this (1 at q = 0)"),
     }
     kernel = legacy_margin_kernel
+
+
+EMIT = LegacyMargin.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -13,7 +13,6 @@ P_MAX, P_FRACTION, P_AGREEMENT, P_HOLD = range(4)
 # state (int64): [time of the last trigger, ns; NEVER = none yet]
 S_LAST = 0
 NEVER = np.iinfo(np.int64).min
-EMIT_ALL = 0b11  # q_max, reduced
 LOGGED_MAX = 17.18  # max_pos on the start line
 LOGGED_REDUCED = 8.57  # the value in force during the selloff
 
@@ -29,7 +28,7 @@ def legacy_max_position_kernel(
     on = st[S_LAST] != NEVER and now - st[S_LAST] <= np.int64(round(params[P_HOLD] * 1e9))
     q_max[0] = params[P_MAX] * (params[P_FRACTION] if on else 1.0)
     reduced[0] = 1.0 if on else 0.0
-    return EMIT_ALL
+    return EMIT.ALL
 
 
 class LegacyMaxPosition(Node):
@@ -90,3 +89,6 @@ class LegacyMaxPosition(Node):
 
     def init_state(self):
         return (np.full(1, NEVER, np.int64),)  # see S_LAST
+
+
+EMIT = LegacyMaxPosition.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -12,7 +12,6 @@ from flowmm.core.node import In, Node, NodeParams, Out
 # packed params (Params field order)
 P_CAPACITY, P_URGENCY, P_HOLD_P, P_FLAT = range(4)
 MODE_REDUCE, MODE_FLAT, MODE_HOLD = -1.0, 0.0, 1.0
-EMIT_ALL = (1 << 7) - 1  # every output
 
 
 @njit(cache=True)
@@ -27,16 +26,16 @@ def position_continuation(q, trend, p_cont, flat):
 
 @njit(cache=True)
 def legacy_pcm_kernel(
-    now, dt, params, q_in, q_ticked, trend, trend_ticked, p_cont, p_cont_ticked,
-    mode, cont_p, opposed, ratio, eff_ratio, urgency, eff_q,
+    now, dt, params, q, q_ticked, trend, trend_ticked, p_continuation, p_continuation_ticked,
+    mode, continuation_p, is_opposed, inventory_ratio, effective_inv_ratio, urgency, effective_q,
 ):  # fmt: skip
-    q = q_in[0]
-    if not (q == q) or math.isinf(q):
-        q = 0.0  # no position stream yet: flat
+    qv = q[0]
+    if not (qv == qv) or math.isinf(qv):
+        qv = 0.0  # no position stream yet: flat
     flat = params[P_FLAT]
-    c, o = position_continuation(q, trend[0], p_cont[0], flat)
-    r = q / params[P_CAPACITY]
-    if abs(q) <= flat:
+    c, o = position_continuation(qv, trend[0], p_continuation[0], flat)
+    r = qv / params[P_CAPACITY]
+    if abs(qv) <= flat:
         m = MODE_FLAT
     elif c > params[P_HOLD_P]:
         m = MODE_HOLD
@@ -44,13 +43,13 @@ def legacy_pcm_kernel(
         m = MODE_REDUCE
     u = 1.0 + params[P_URGENCY] * r * r if m == MODE_REDUCE else 1.0
     mode[0] = m
-    cont_p[0] = c
-    opposed[0] = o
-    ratio[0] = r
+    continuation_p[0] = c
+    is_opposed[0] = o
+    inventory_ratio[0] = r
     urgency[0] = u
-    eff_ratio[0] = r * u  # Phase 4B: Hold passes the raw ratio (no longer 0)
-    eff_q[0] = q * u
-    return EMIT_ALL
+    effective_inv_ratio[0] = r * u  # Phase 4B: Hold passes the raw ratio (no longer 0)
+    effective_q[0] = qv * u
+    return EMIT.ALL
 
 
 class LegacyPcm(Node):
@@ -124,3 +123,6 @@ class LegacyPcm(Node):
         "effective_q": Out("f64", doc="q x urgency, contracts (the position the legacy skew sees)"),
     }
     kernel = legacy_pcm_kernel
+
+
+EMIT = LegacyPcm.EMIT  # the kernel's named emit bits (compile-time constants)

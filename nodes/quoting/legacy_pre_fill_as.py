@@ -9,7 +9,6 @@ from flowmm.core.node import In, Node, NodeParams, Out
 
 # packed params (Params field order)
 P_THRESHOLD, P_SLOPE, P_FEEDBACK = range(3)
-EMIT_ALL = 0b111111
 LOGGED_TOX, LOGGED_P_INFORMED = 0.68, 0.323  # seed 004: toxicity 0.68 -> p_informed 0.323
 LOGGED_KAPPA = (2161.0, 1813.0)  # seed 004: "reduced kappa from 2161 -> 1813" at alpha 0.323
 
@@ -24,20 +23,22 @@ def p_informed(tox, threshold, slope):
 
 @njit(cache=True)
 def legacy_pre_fill_as_kernel(
-    now, dt, params, tox_b, tox_b_tk, tox_a, tox_a_tk, pi_b, pi_a, k_b, k_a, m_b, m_a
+    now, dt, params, toxicity_bid, toxicity_bid_ticked, toxicity_ask, toxicity_ask_ticked,
+    p_informed_bid, p_informed_ask, bid_kappa_mult, ask_kappa_mult, bid_spread_mult, ask_spread_mult,
 ):  # fmt: skip
     for side in range(2):
-        pi = p_informed(tox_b[0] if side == 0 else tox_a[0], params[P_THRESHOLD], params[P_SLOPE])
+        tox = toxicity_bid[0] if side == 0 else toxicity_ask[0]
+        pi = p_informed(tox, params[P_THRESHOLD], params[P_SLOPE])
         k = 1.0 - params[P_FEEDBACK] * pi
         if side == 0:
-            pi_b[0] = pi
-            k_b[0] = k
-            m_b[0] = 1.0 / k
+            p_informed_bid[0] = pi
+            bid_kappa_mult[0] = k
+            bid_spread_mult[0] = 1.0 / k
         else:
-            pi_a[0] = pi
-            k_a[0] = k
-            m_a[0] = 1.0 / k
-    return EMIT_ALL
+            p_informed_ask[0] = pi
+            ask_kappa_mult[0] = k
+            ask_spread_mult[0] = 1.0 / k
+    return EMIT.ALL
 
 
 class LegacyPreFillAs(Node):
@@ -92,3 +93,6 @@ class LegacyPreFillAs(Node):
         "ask_spread_mult": Out("f64", doc="ask half-spread x this (pre_fill_as)"),
     }
     kernel = legacy_pre_fill_as_kernel
+
+
+EMIT = LegacyPreFillAs.EMIT  # the kernel's named emit bits (compile-time constants)

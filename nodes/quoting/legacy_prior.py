@@ -14,7 +14,6 @@ from flowmm.core.node import In, Node, NodeParams, Out
 P_MU, P_CONF, P_AGE_H, P_HOLD, P_AGE_HL = range(5)
 # state (int64): [time of the first run, ns; 1 once started]
 S_T0, S_STARTED = range(2)
-EMIT_ALL = 0b111  # mu_hat, prior_active, hold_s
 
 
 @njit(cache=True)
@@ -28,20 +27,22 @@ def prior_hold_s(hold_s, conf, age_h, age_half_life_h):
 
 
 @njit(cache=True)
-def legacy_prior_kernel(now, dt, params, st, mu, mu_ticked, clock, clock_ticked, mu_out, active, hold):
+def legacy_prior_kernel(
+    now, dt, params, st, mu_live, mu_live_ticked, clock, clock_ticked, mu_hat, prior_active, hold_s
+):
     if st[S_STARTED] == 0:
         st[S_STARTED] = 1
         st[S_T0] = now
     h = prior_hold_s(params[P_HOLD], params[P_CONF], params[P_AGE_H], params[P_AGE_HL])
-    hold[0] = h
+    hold_s[0] = h
     if now - st[S_T0] < np.int64(round(h * 1e9)):  # integer ns: the hold ends exactly on time
-        mu_out[0] = params[P_MU]
-        active[0] = 1.0
+        mu_hat[0] = params[P_MU]
+        prior_active[0] = 1.0
     else:
-        m = mu[0]
-        mu_out[0] = m if (m == m and not math.isinf(m)) else math.nan
-        active[0] = 0.0
-    return EMIT_ALL
+        m = mu_live[0]
+        mu_hat[0] = m if (m == m and not math.isinf(m)) else math.nan
+        prior_active[0] = 0.0
+    return EMIT.ALL
 
 
 class LegacyPrior(Node):
@@ -104,3 +105,6 @@ class LegacyPrior(Node):
 
     def init_state(self):
         return (np.zeros(2, np.int64),)  # see S_*
+
+
+EMIT = LegacyPrior.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -24,14 +24,14 @@ P_HALF, P_SPACING, P_LEVELS, P_SIZE, P_SZ_DEC, P_PERP, P_MIN_VALUE = range(7)
 @njit(cache=True)
 def minimal_quoter_kernel(now, dt, params, state, mid, mid_ticked, ladder):
     if not mid_ticked:
-        return 0
+        return EMIT.NONE
     m = mid[0]
     if not (m > 0.0) or math.isinf(m):
         if state[0] == 1.0:
-            return 0  # quotes already withheld: say it once
+            return EMIT.NONE  # quotes already withheld: say it once
         ladder[:, :] = np.nan
         state[0] = 1.0
-        return 1
+        return EMIT.ALL
     half = params[P_HALF]
     spacing = params[P_SPACING]
     n_levels = int(params[P_LEVELS])
@@ -68,7 +68,7 @@ def minimal_quoter_kernel(now, dt, params, state, mid, mid_ticked, ladder):
                 ladder[i, LAD_ASK_PX] = ask
                 ladder[i, LAD_ASK_SZ] = sz
     state[0] = 0.0
-    return 1
+    return EMIT.ALL
 
 
 class MinimalQuoter(Node):
@@ -126,3 +126,6 @@ class MinimalQuoter(Node):
 
     def init_state(self):
         return (np.zeros(1),)  # [1.0 once an all-NaN ladder was emitted]
+
+
+EMIT = MinimalQuoter.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -19,7 +19,6 @@ VARIANTS = ("rfc", "bayes")
 # state: [1.0 once a NaN price was emitted (mid missing)]
 S_WITHHELD = 0
 # output bits
-B_R, B_PRICE, B_DRIFT, B_DRIFT_RAW, B_INV, B_CARRY = (1 << i for i in range(6))
 
 
 @njit(cache=True)
@@ -62,16 +61,16 @@ def reservation_kernel(
     drift_shift_raw[0] = raw
     inventory_penalty[0] = inv
     funding_carry[0] = carry
-    mask = B_R | B_DRIFT | B_DRIFT_RAW | B_INV | B_CARRY
+    mask = EMIT.ALL & ~EMIT.PRICE
     m = mid[0]
     if m > 0.0 and m < math.inf:
         price[0] = m * (1.0 + r * 1e-4)
         state[S_WITHHELD] = 0.0
-        mask |= B_PRICE
+        mask |= EMIT.PRICE
     elif state[S_WITHHELD] == 0.0:
         price[0] = np.nan  # say once that there is no price to quote around
         state[S_WITHHELD] = 1.0
-        mask |= B_PRICE
+        mask |= EMIT.PRICE
     return mask
 
 
@@ -160,3 +159,6 @@ class Reservation(Node):
 
     def init_state(self):
         return (np.zeros(1),)
+
+
+EMIT = Reservation.EMIT  # the kernel's named emit bits (compile-time constants)

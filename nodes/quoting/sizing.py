@@ -131,14 +131,14 @@ def _weight(i, decay):
 def sizing_kernel(
     now, dt, params, state,
     bid_epnl, bid_epnl_ticked, ask_epnl, ask_epnl_ticked,
-    q_in, q_ticked, sigma, sigma_ticked, p_down, p_down_ticked,
+    q, q_ticked, sigma, sigma_ticked, p_down, p_down_ticked,
     bid_sizes, ask_sizes, reduce_only, bid_total, ask_total,
 ):  # fmt: skip
     n = int(params[P_LEVELS])
     q_max = params[P_QMAX]
-    q = q_in[0]
-    if not (q == q and abs(q) < np.inf):
-        q = 0.0  # no position stream yet: flat
+    q_now = q[0]
+    if not (q_now == q_now and abs(q_now) < np.inf):
+        q_now = 0.0  # no position stream yet: flat
     max_level = params[P_MAX_LEVEL]
     if not (max_level == max_level):
         max_level = np.inf
@@ -147,7 +147,7 @@ def sizing_kernel(
     tot_a = 0.0
     if mode == 0:  # the RFC's optimum, level by level, each at the inventory after the ones before
         if not (bid_epnl[0] == bid_epnl[0] or ask_epnl[0] == ask_epnl[0]):
-            return 0  # no E[PnL] yet
+            return EMIT.NONE  # no E[PnL] yet
         sig = sigma[0]
         if not (sig == sig and sig < np.inf):
             sig = params[P_SIGMA0]
@@ -158,7 +158,7 @@ def sizing_kernel(
         whole = params[P_GAMMA_AT] > 1.5
         for side_i in range(2):
             side = 1.0 if side_i == 0 else -1.0
-            qi = q
+            qi = q_now
             for i in range(bid_sizes.shape[0]):
                 e = _level(bid_epnl, i) if side_i == 0 else _level(ask_epnl, i)
                 s = 0.0
@@ -182,14 +182,14 @@ def sizing_kernel(
             p = 0.5  # no posterior: neutral
         min_v = params[P_MIN_VIABLE]
         m = state[S_MODE]
-        if m > 0.0 and (p < params[P_RESUME] or q <= min_v):
+        if m > 0.0 and (p < params[P_RESUME] or q_now <= min_v):
             m = 0.0
-        elif m < 0.0 and (p > 1.0 - params[P_RESUME] or q >= -min_v):
+        elif m < 0.0 and (p > 1.0 - params[P_RESUME] or q_now >= -min_v):
             m = 0.0
         if m == 0.0:
-            if p > params[P_REDUCE] and q > min_v:
+            if p > params[P_REDUCE] and q_now > min_v:
                 m = 1.0
-            elif p < 1.0 - params[P_REDUCE] and q < -min_v:
+            elif p < 1.0 - params[P_REDUCE] and q_now < -min_v:
                 m = -1.0
         state[S_MODE] = m
         gate = params[P_GATE] > 0.5
@@ -197,12 +197,14 @@ def sizing_kernel(
         for i in range(min(n, bid_sizes.shape[0])):
             wsum += _weight(i, params[P_DECAY])
         reduce_total = (
-            min(abs(q), params[P_MAX_REDUCE]) if params[P_MAX_REDUCE] == params[P_MAX_REDUCE] else abs(q)
+            min(abs(q_now), params[P_MAX_REDUCE])
+            if params[P_MAX_REDUCE] == params[P_MAX_REDUCE]
+            else abs(q_now)
         )
-        cap_b = min(max((q_max - q) / q_max, 0.0), 1.0)
-        cap_a = min(max((q_max + q) / q_max, 0.0), 1.0)
-        head_b = max(q_max - q, 0.0)
-        head_a = max(q_max + q, 0.0)
+        cap_b = min(max((q_max - q_now) / q_max, 0.0), 1.0)
+        cap_a = min(max((q_max + q_now) / q_max, 0.0), 1.0)
+        head_b = max(q_max - q_now, 0.0)
+        head_a = max(q_max + q_now, 0.0)
         for i in range(bid_sizes.shape[0]):
             sb = 0.0
             sa = 0.0
@@ -228,7 +230,7 @@ def sizing_kernel(
         reduce_only[0] = m
     bid_total[0] = tot_b
     ask_total[0] = tot_a
-    return 31
+    return EMIT.ALL
 
 
 class Sizing(Node):
@@ -374,3 +376,6 @@ class Sizing(Node):
 
     def init_state(self):
         return (np.zeros(1),)  # see S_MODE
+
+
+EMIT = Sizing.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -54,14 +54,48 @@ def _burst_premium(count, n_min, prem, per_fill, cap):
 
 @njit(cache=True)
 def spread_decomposition_kernel(
-    now, dt, params,
-    q, q_t, gamma, gamma_t, sigma, sigma_t, k_bid, k_bid_t, k_ask, k_ask_t, toxicity, toxicity_t,
-    as_scale, as_scale_t, regime_probs, regime_probs_t, p_down, p_down_t, mu_hat, mu_hat_t,
-    burst_bid, burst_bid_t, burst_ask, burst_ask_t,
-    bid_depth, ask_depth, half_spread_bid, half_spread_ask, base_bid, base_ask, tox_premium,
-    regime_premium, burst_bid_premium, burst_ask_premium, directional_shift, inventory_skew,
-    bid_raw, ask_raw,
-):  # fmt: skip
+    now,
+    dt,
+    params,
+    q,
+    q_ticked,
+    gamma,
+    gamma_ticked,
+    sigma,
+    sigma_ticked,
+    k_bid,
+    k_bid_ticked,
+    k_ask,
+    k_ask_ticked,
+    toxicity,
+    toxicity_ticked,
+    as_scale,
+    as_scale_ticked,
+    regime_probs,
+    regime_probs_ticked,
+    p_down,
+    p_down_ticked,
+    mu_hat,
+    mu_hat_ticked,
+    burst_bid,
+    burst_bid_ticked,
+    burst_ask,
+    burst_ask_ticked,
+    bid_depth,
+    ask_depth,
+    half_spread_bid,
+    half_spread_ask,
+    base_bid,
+    base_ask,
+    tox_premium,
+    regime_premium,
+    burst_bid_premium,
+    burst_ask_premium,
+    directional_shift,
+    inventory_skew,
+    bid_raw,
+    ask_raw,
+):
     # fallbacks: a NaN / inf / unwired input takes its documented default
     x_q = q[0] if _finite(q[0]) else 0.0
     g = gamma[0] if (_finite(gamma[0]) and gamma[0] >= 0.0) else params[P_GAMMA0]
@@ -130,7 +164,7 @@ def spread_decomposition_kernel(
     inventory_skew[0] = skew
     bid_raw[0] = rb
     ask_raw[0] = ra
-    return (1 << 14) - 1
+    return EMIT.ALL
 
 
 class SpreadDecomposition(Node):
@@ -277,3 +311,6 @@ class SpreadDecomposition(Node):
                 v = DIRECTIONS.index(v)
             values.append(math.nan if v is None else float(v))
         return np.array(values, dtype=np.float64)
+
+
+EMIT = SpreadDecomposition.EMIT  # the kernel's named emit bits (compile-time constants)

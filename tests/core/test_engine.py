@@ -232,7 +232,7 @@ from flowmm.core.node import In, Node, Out
 @njit(cache=True)
 def double_kernel(now, dt, params, x, x_ticked, y):
     y[0] = 2.0 * x[0]
-    return 1
+    return EMIT.Y
 
 
 class Double(Node):
@@ -242,6 +242,9 @@ class Double(Node):
     inputs = {"x": In("f64")}
     outputs = {"y": Out("f64")}
     kernel = double_kernel
+
+
+EMIT = Double.EMIT
 """
 
 

@@ -16,7 +16,7 @@ def tick_probe_kernel(now, dt, params, state, x, x_ticked, runs, ticks, last_dt,
     ticks[0] = state[1]
     last_dt[0] = dt
     value[0] = x[0]
-    return 15
+    return EMIT_TICKPROBE.ALL
 
 
 class TickProbe(Node):
@@ -31,21 +31,37 @@ class TickProbe(Node):
         return (np.zeros(2),)
 
 
+EMIT_TICKPROBE = TickProbe.EMIT  # the kernel's named emit bits (compile-time constants)
+
+
 @njit(cache=True)
 def batch_probe_kernel(
-    now, dt, params, state, tr_t, tr_r, start, end, y, y_ticked, n_last, n_total, vol, y_seen
+    now,
+    dt,
+    params,
+    state,
+    trades_t,
+    trades_r,
+    trades_start,
+    trades_end,
+    y,
+    y_ticked,
+    n_last,
+    n_total,
+    vol,
+    y_seen,
 ):
-    n = end - start
+    n = trades_end - trades_start
     state[0] += n
     v = 0.0
-    for i in range(start, end):
-        v += tr_r[i % tr_t.shape[0], TR_SZ]
+    for i in range(trades_start, trades_end):
+        v += trades_r[i % trades_t.shape[0], TR_SZ]
     state[1] += v
     n_last[0] = n
     n_total[0] = state[0]
     vol[0] = state[1]
     y_seen[0] = 1.0 if y_ticked else 0.0
-    return 15
+    return EMIT_BATCHPROBE.ALL
 
 
 class BatchProbe(Node):
@@ -58,3 +74,6 @@ class BatchProbe(Node):
 
     def init_state(self):
         return (np.zeros(2),)
+
+
+EMIT_BATCHPROBE = BatchProbe.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -1,5 +1,6 @@
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from flowmm.core import events as E
 from flowmm.errors import SourceError
 from flowmm.sources import Events
+from flowmm.sources.events import EventFile
 
 
 def test_encodes_hyperliquid_style_strings_and_sides():
@@ -67,3 +69,36 @@ def test_file_errors_name_the_line(tmp_path):
 def test_malformed_events_are_errors(event, message):
     with pytest.raises(SourceError, match=message):
         Events([event])
+
+
+DEMO = Path(__file__).resolve().parents[2] / "flowmm/examples/btc_20250126_events.jsonl"
+
+
+@pytest.mark.parametrize(("block", "chunk"), [(1, 1), (4, 3), (7, 16), (1 << 16, 1 << 16)])
+def test_event_file_streams_the_chunks_of_the_whole_file(block, chunk):
+    """EventFile (the CLI's --source events) parses in blocks into a store and streams it back:
+    the same chunks as the whole file in memory, same-time batches never split."""
+    whole = Events.from_file(DEMO, chunk_size=chunk)
+    src = EventFile(DEMO, chunk_size=chunk, block=block)
+    assert (np.diff(whole.table.t) == 0).any()  # the file has same-time batches to split
+    got, want = list(src.chunks()), list(whole.chunks())
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        for k in ("t", "kind", "off", "payload"):
+            np.testing.assert_array_equal(getattr(g, k), getattr(w, k))
+    assert src.provides() == whole.provides() and src.end_time == whole.end_time
+    assert len(src.store.chunks) == (-(-len(whole.table) // block))
+
+
+def test_event_file_errors_name_the_line_and_a_step_back_across_blocks(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"t": 1, "kind": "timer", "code": 1}\n{"t": 2, "kind": "nope"}\n')
+    with pytest.raises(SourceError) as e:
+        EventFile(bad)
+    assert f"{bad}:2" in e.value.format()
+    back = tmp_path / "back.jsonl"
+    back.write_text("".join(f'{{"t": {t}, "kind": "timer", "code": 1}}\n' for t in (1, 2, 3, 2)))
+    with pytest.raises(SourceError, match=r"event 3 goes back in time \(2 < 3\)"):
+        EventFile(back, block=3)  # the step back is the first event of the second block
+    with pytest.raises(SourceError, match=r"event 3 goes back in time \(2 < 3\)"):
+        Events.from_file(back)

@@ -14,7 +14,7 @@ def spread_bps_kernel(now, dt, params, state, book, book_ticked, spread_bps, mea
     bid = book[0, BID_PX]
     ask = book[0, ASK_PX]
     if not (bid > 0.0 and ask > bid):  # a missing side (NaN) or a crossed book: no value
-        return 0
+        return EMIT.NONE
     s = (ask - bid) / (0.5 * (ask + bid)) * 1e4
     spread_bps[0] = s
     if state[0] == 0.0:  # the first spread seeds the mean
@@ -23,7 +23,7 @@ def spread_bps_kernel(now, dt, params, state, book, book_ticked, spread_bps, mea
     else:
         w = 1.0 - np.exp(-np.log(2.0) * dt / half_life_s)
         mean_bps[0] += w * (s - mean_bps[0])
-    return 3  # bit 0: spread_bps emitted, bit 1: mean_bps emitted
+    return EMIT.SPREAD_BPS | EMIT.MEAN_BPS  # both outputs emitted (EMIT.ALL says the same)
 
 
 class SpreadBps(Node):
@@ -50,3 +50,6 @@ class SpreadBps(Node):
 
     def init_state(self):
         return (np.zeros(1),)  # [seeded: 0/1]
+
+
+EMIT = SpreadBps.EMIT  # named emit bits: EMIT.SPREAD_BPS = 1, EMIT.MEAN_BPS = 2, NONE, ALL

@@ -9,17 +9,18 @@ from flowmm.core.ports import ACT_KIND, ACT_PX, ACT_SIDE, ACT_SZ
 
 
 @njit(cache=True)
-def emitter_kernel(now, dt, params, state, acts_t, acts_r, count, runs, last_dt):
+def emitter_kernel(now, dt, params, state, acts_t, acts_r, acts_count, runs, last_dt):
     state[0] += 1.0
     runs[0] = state[0]
     last_dt[0] = dt
     for _ in range(int(state[0]) % 3):  # 0, 1 or 2 records per run
-        i = ring_append(acts_t, acts_r, count, now)
+        i = ring_append(acts_t, acts_r, acts_count, now)
         acts_r[i, ACT_KIND] = 1.0
         acts_r[i, ACT_SIDE] = 1.0 if int(state[0]) % 2 else -1.0
         acts_r[i, ACT_PX] = state[0]
         acts_r[i, ACT_SZ] = dt
-    return 3 if int(state[0]) % 4 else 1  # every 4th run: last_dt not emitted
+    # every 4th run emits nothing; last_dt is written but never emitted (the bits the probe always had)
+    return EMIT_EMITTER.RUNS if int(state[0]) % 4 else EMIT_EMITTER.NONE
 
 
 class Emitter(Node):
@@ -34,20 +35,38 @@ class Emitter(Node):
         return (np.zeros(1),)
 
 
+EMIT_EMITTER = Emitter.EMIT  # the kernel's named emit bits (compile-time constants)
+
+
 @njit(cache=True)
 def reader_kernel(
-    now, dt, params, acts_t, acts_r, start, end, x, x_ticked, tr_t, tr_r, tr_start, tr_end,
-    total, n_read, x_seen, tr_range,
-):  # fmt: skip
+    now,
+    dt,
+    params,
+    acts_t,
+    acts_r,
+    acts_start,
+    acts_end,
+    x,
+    x_ticked,
+    trades_t,
+    trades_r,
+    trades_start,
+    trades_end,
+    total,
+    n_read,
+    x_nan,
+    tr_range,
+):
     cap = acts_t.shape[0]
     s = 0.0
-    for i in range(start, end):
+    for i in range(acts_start, acts_end):
         s += acts_r[i % cap, ACT_PX] * acts_r[i % cap, ACT_SIDE] + (acts_t[i % cap] % 1000) * 1e-3
     total[0] = s
-    n_read[0] = end - start
-    x_seen[0] = 1.0 if (x[0] != x[0] and not x_ticked) else 0.0
-    tr_range[0] = tr_end - tr_start
-    return 15
+    n_read[0] = acts_end - acts_start
+    x_nan[0] = 1.0 if (x[0] != x[0] and not x_ticked) else 0.0
+    tr_range[0] = trades_end - trades_start
+    return EMIT_READER.ALL
 
 
 class Reader(Node):
@@ -61,3 +80,6 @@ class Reader(Node):
     }
     outputs = {"total": Out("f64"), "n_read": Out("f64"), "x_nan": Out("f64"), "tr_range": Out("f64")}
     kernel = reader_kernel
+
+
+EMIT_READER = Reader.EMIT  # the kernel's named emit bits (compile-time constants)

@@ -8,7 +8,7 @@ from flowmm.core.node import In, Node, Out
 @njit(cache=True)
 def truth_mu_kernel(now, dt, params, truth, truth_ticked, mu):
     mu[0] = truth[0]
-    return 1
+    return EMIT.ALL
 
 
 class TruthMu(Node):
@@ -20,3 +20,6 @@ class TruthMu(Node):
     inputs = {"truth": In("vec")}
     outputs = {"mu": Out("f64")}
     kernel = truth_mu_kernel
+
+
+EMIT = TruthMu.EMIT  # the kernel's named emit bits (compile-time constants)

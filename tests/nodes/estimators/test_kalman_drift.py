@@ -46,7 +46,7 @@ def _obs_src_kernel(now, dt, params, state, price, price_ticked, obs):
             obs[1] = -params[2]  # R <= 0: skipped
         else:
             obs[0] = math.nan  # NaN z: skipped
-    return 1
+    return EMIT_OBS_SRC.OBS
 
 
 class _ObsSrc(Node):
@@ -66,6 +66,9 @@ class _ObsSrc(Node):
 
     def init_state(self):
         return (np.zeros(1),)
+
+
+EMIT_OBS_SRC = _ObsSrc.EMIT
 
 
 class _Spy(Interpreter):

@@ -130,6 +130,15 @@ def test_rc4_inventory_scalar_values():
         assert quote(q=q)[0]["inventory_scalar"] == pytest.approx(expect, abs=1e-3)
 
 
+def test_rc4_printed_scalars_at_25_50_80_percent():
+    """RC4: 'At 25% utilization, inventory_scalar = 1.19. At 50%: 1.75. By 80% when it hits 3.56'.
+    The first two are 1 + 3u^2 to the printed digits; 3.56 is not (u = 0.92): the formula wins."""
+    at = {u: quote(q=u * 8.57)[0]["inventory_scalar"] for u in (0.25, 0.50, 0.80)}
+    assert round(at[0.25], 2) == 1.19 and round(at[0.50], 2) == 1.75
+    assert at[0.80] == pytest.approx(1 + 3 * 0.64) and round(at[0.80], 2) != 3.56
+    assert quote(q=math.sqrt(2.56 / 3) * 8.57)[0]["inventory_scalar"] == pytest.approx(3.56)
+
+
 @pytest.mark.parametrize(
     "u, zone, gate",
     [(0.39, 0, 0), (0.40, 1, 0), (0.50, 1, 0), (0.51, 1, 1), (0.60, 1, 1), (0.61, 2, 1), (1.2, 2, 1)],

@@ -2,6 +2,8 @@
 
 import pytest
 from flowmm.nodes.quoting.legacy_max_position import LegacyMaxPosition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from flowmm.testing import NodeHarness
@@ -36,3 +38,26 @@ def test_params_and_edges():
         LegacyMaxPosition.Params(reduced_fraction=0.0)
     with pytest.raises(ValidationError):
         LegacyMaxPosition.Params(agreement_min=1.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(1, 40), st.one_of(st.none(), st.sampled_from([0.0, 1 / 3, 2 / 3, 1.0]))),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_matches_a_direct_reading_of_the_rule(steps):
+    """Reduced exactly when some run at most hold_s ago (itself included) saw agreement >= 0.6."""
+    h = NodeHarness("quoting.legacy_max_position")
+    t, triggers, last_a = T0, [], None
+    for gap, a in steps:
+        t += gap * S
+        out = h.step(t, clock=0.0) if a is None else h.step(t, agreement=a, clock=0.0)
+        last_a = a if a is not None else last_a  # an input that did not tick keeps its value
+        if last_a is not None and last_a >= 0.6:
+            triggers.append(t)
+        want = any(t - x <= 60 * S for x in triggers)
+        assert out["reduced"] == float(want)
+        assert out["q_max"] == pytest.approx(8.57 if want else 17.18)
