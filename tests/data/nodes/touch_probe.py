@@ -12,7 +12,7 @@ from flowmm.core.ports import ASK_PX, BID_PX, LAD_ASK_PX, LAD_ASK_SZ, LAD_BID_PX
 @njit(cache=True)
 def touch_probe_kernel(now, dt, params, bbo, bbo_ticked, ladder):
     if not bbo_ticked:
-        return 0
+        return EMIT.NONE
     ladder[:, :] = np.nan
     bid, ask = bbo[0, BID_PX], bbo[0, ASK_PX]
     if bid > 0.0 and ask > bid and bid * params[0] >= 10.0:  # Hyperliquid's $10 minimum
@@ -20,7 +20,7 @@ def touch_probe_kernel(now, dt, params, bbo, bbo_ticked, ladder):
         ladder[0, LAD_BID_SZ] = params[0]
         ladder[0, LAD_ASK_PX] = ask
         ladder[0, LAD_ASK_SZ] = params[0]
-    return 1
+    return EMIT.LADDER
 
 
 class TouchProbe(Node):
@@ -35,3 +35,6 @@ class TouchProbe(Node):
     inputs = {"bbo": In("book", doc="source.bbo")}
     outputs = {"ladder": Out("ladder", doc="one level a side at the touch")}
     kernel = touch_probe_kernel
+
+
+EMIT = TouchProbe.EMIT
