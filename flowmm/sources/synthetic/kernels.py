@@ -480,6 +480,25 @@ def _order(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
 
 
 @njit(cache=True)
+def _take_touch(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale,
+                out_t, out_k, out_off, out_pl, ne, npl, t, tid):  # fmt: skip
+    """A flow order that is not a sweep: one print of its whole size at the touch (selective
+    liquidity taking, Farmer, Gillemot, Lillo, Mike & Sen 2004: ordinary market orders are
+    sized to the best quote and rarely walk the book). In the order-flow market the price an
+    order moves is its impact, set by flow.py, not the gap to the next displayed level: what
+    exceeds the touch queue is met by its replenishment at the same price (the mid has not
+    moved within the block). Returns (ne, npl, tid)."""
+    i = touch & (sz.shape[0] - 1)
+    lot = ipar[I_LOT]
+    mult = _tilt(touch, -side, mid_ticks, g_u, depth_bps)
+    ne, npl = _trade(out_t, out_k, out_off, out_pl, ne, npl, t, _px(touch, ipar, 0), q, side, tid)
+    sz[i] -= q / mult
+    if sz[i] * mult < 0.5 * lot:  # the queue was eaten: what is there now is its replenishment
+        _slot(0, pi, lm, lsd, cdf_n, scale, sz, nn, i, True)
+    return ne, npl, tid + 1
+
+
+@njit(cache=True)
 def _flow_room(j0, j1, F_WALK):
     """Events the flow orders j0..j1-1 may print (0 without flow: F_OFF is all 0)."""
     n = 0
@@ -494,7 +513,8 @@ def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst, bsz, bnn, 
                  npl, t, tid):  # fmt: skip
     """The flow pass's orders j0..j1-1 printed against the book (flow.py). A forced order that
     walks >= 2 ticks is a sweep to the touch its impact sets (its prints are what it took), the
-    others take at most two levels (``_order``). Open interest: a forced order (KIND_LIQ = 2)
+    others print at the touch (``_take_touch``): no print lies beyond the price the order moves
+    to. Open interest: a forced order (KIND_LIQ = 2)
     closes a position; the others open with probability p_open."""
     for j in range(j0, j1):
         side = int(F_SIDE[j])
@@ -516,11 +536,13 @@ def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst, bsz, bnn, 
                 _move_touch(asz, ann, touch, new, -1, pi, lm, lsd, cdf_n, scale, 0)
                 ist[IS_ASK] = new
         elif side == 1:
-            ne, npl, tid = _order(1, q, asz, ann, ist[IS_ASK], ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
-                                  cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
+            ne, npl, tid = _take_touch(1, q, asz, ann, ist[IS_ASK], ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                       lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                       tid)  # fmt: skip
         else:
-            ne, npl, tid = _order(-1, q, bsz, bnn, ist[IS_BID], ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
-                                  cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid)  # fmt: skip
+            ne, npl, tid = _take_touch(-1, q, bsz, bnn, ist[IS_BID], ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                       lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                       tid)  # fmt: skip
         if F_KIND[j] == 2 or np.random.random() >= p_open:
             fst[FS_OI] -= q
         else:
