@@ -143,7 +143,7 @@ def quotes_on_incident(tape, graph: Path, n_seeds: int) -> dict:
 
 GAP = (
     "issue 17 criterion not met yet (docs/synthetic.md, incident): resting quotes are filled at every tick "
-    "of a book re-centred on the mid, uniformly through the selloff; probe bid AS 1.96 bps, legacy 40 % buys"
+    "of a book re-centred on the mid, uniformly through the selloff; probe bid AS 1.97 bps, legacy 37 % buys"
 )
 
 
