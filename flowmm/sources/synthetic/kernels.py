@@ -480,6 +480,77 @@ def _order(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
 
 
 @njit(cache=True)
+def _take_touch(side, q, sz, nn, touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale,
+                out_t, out_k, out_off, out_pl, ne, npl, t, tid):  # fmt: skip
+    """A flow order that is not a sweep: one print of its whole size at the touch (selective
+    liquidity taking, Farmer, Gillemot, Lillo, Mike & Sen 2004: ordinary market orders are
+    sized to the best quote and rarely walk the book). In the order-flow market the price an
+    order moves is its impact, set by flow.py, not the gap to the next displayed level: what
+    exceeds the touch queue is met by its replenishment at the same price (the mid has not
+    moved within the block). Returns (ne, npl, tid)."""
+    i = touch & (sz.shape[0] - 1)
+    lot = ipar[I_LOT]
+    mult = _tilt(touch, -side, mid_ticks, g_u, depth_bps)
+    ne, npl = _trade(out_t, out_k, out_off, out_pl, ne, npl, t, _px(touch, ipar, 0), q, side, tid)
+    sz[i] -= q / mult
+    if sz[i] * mult < 0.5 * lot:  # the queue was eaten: what is there now is its replenishment
+        _slot(0, pi, lm, lsd, cdf_n, scale, sz, nn, i, True)
+    return ne, npl, tid + 1
+
+
+@njit(cache=True)
+def _flow_room(j0, j1, F_WALK):
+    """Events the flow orders j0..j1-1 may print (0 without flow: F_OFF is all 0)."""
+    n = 0
+    for j in range(j0, j1):
+        n += 2 + F_WALK[j]
+    return n
+
+
+@njit(cache=True)
+def _flow_orders(j0, j1, F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst, bsz, bnn, asz, ann, ist, ipar,
+                 mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne,
+                 npl, t, tid):  # fmt: skip
+    """The flow pass's orders j0..j1-1 printed against the book (flow.py). A forced order that
+    walks >= 2 ticks is a sweep to the touch its impact sets (its prints are what it took), the
+    others print at the touch (``_take_touch``): no print lies beyond the price the order moves
+    to. Open interest: a forced order (KIND_LIQ = 2)
+    closes a position; the others open with probability p_open."""
+    for j in range(j0, j1):
+        side = int(F_SIDE[j])
+        q = F_SIZE[j]
+        walk = F_WALK[j]
+        if walk >= 2:
+            touch = ist[IS_BID] if side < 0 else ist[IS_ASK]
+            new = touch + side * walk
+            if side < 0:
+                ne, npl, tid, q = _sweep(-1, bsz, bnn, touch, new, ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                         lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                         tid)  # fmt: skip
+                _move_touch(bsz, bnn, touch, new, 1, pi, lm, lsd, cdf_n, scale, 0)
+                ist[IS_BID] = new
+            else:
+                ne, npl, tid, q = _sweep(1, asz, ann, touch, new, ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                         lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                         tid)  # fmt: skip
+                _move_touch(asz, ann, touch, new, -1, pi, lm, lsd, cdf_n, scale, 0)
+                ist[IS_ASK] = new
+        elif side == 1:
+            ne, npl, tid = _take_touch(1, q, asz, ann, ist[IS_ASK], ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                       lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                       tid)  # fmt: skip
+        else:
+            ne, npl, tid = _take_touch(-1, q, bsz, bnn, ist[IS_BID], ipar, mid_ticks, g_u, depth_bps, pi, lm,
+                                       lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                       tid)  # fmt: skip
+        if F_KIND[j] == 2 or np.random.random() >= p_open:
+            fst[FS_OI] -= q
+        else:
+            fst[FS_OI] += q
+    return ne, npl, tid
+
+
+@njit(cache=True)
 def _sweep(side, sz, nn, touch, new_touch, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd, cdf_n, scale,
            out_t, out_k, out_off, out_pl, ne, npl, t, tid):  # fmt: skip
     """An informed (or jump) sweep: takes every queue from the touch to ``new_touch``
@@ -550,9 +621,11 @@ def _scaled(s, scale):
 @njit(cache=True)
 def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start, seg_par, knobs, cst,
            ipar, pi, lm, lsd, cdf_odd, cdf_even, cdf_n, ist, fst, bsz, bnn, asz, ann, stb, sta, fb, fa, mb,
-           ma, vals, out_t, out_k, out_off, out_pl):  # fmt: skip
+           ma, vals, F_OFF, F_SIDE, F_SIZE, F_KIND, F_WALK, flow_on, out_t, out_k, out_off,
+           out_pl):  # fmt: skip
     """Events of blocks k0..k1-1 into out_*; returns (events, payload floats), (-1, -1) if the
-    output arrays are too small (the caller restores the state and retries with more room)."""
+    output arrays are too small (the caller restores the state and retries with more room).
+    With ``flow_on`` every aggressive order is the flow pass's (F_*, flow.py), none drawn here."""
     np.random.seed(seed)
     dt = cst[C_DT]
     nseg = seg_start.shape[0]
@@ -564,7 +637,7 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
     depth_bps = cst[C_BOOK_DEPTH]
     hblk = int(round(cst[C_BOOK_H] / dt))
     g = knobs[K_BOOK] * cst[C_BOOK_G]
-    n_hk = min(0.9, knobs[K_HAWKES] * cst[C_HAWKES_N])
+    n_hk = 0.0 if flow_on else min(0.9, knobs[K_HAWKES] * cst[C_HAWKES_N])
     beta_h = cst[C_HAWKES_BETA]
     dec_h = math.exp(-beta_h * dt)
     # each order adds alpha to its side's intensity from the next block on, decaying by dec_h
@@ -625,13 +698,13 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
         ist[IS_ASK] = nask
         mid_ticks = 0.5 * xd
         # 2. uninformed and informed aggressive orders (Hawkes, side balance following mu)
-        base = ipar[I_TRADE_RATE] * seg_par[s, S_ACT] * (1.0 - n_hk)
+        base = 0.0 if flow_on else ipar[I_TRADE_RATE] * seg_par[s, S_ACT] * (1.0 - n_hk)
         a_side = knobs[K_SIDE] * cst[C_SIDE_A] * th
         lam_b = 0.5 * base * (1.0 + a_side) + fst[FS_EB]
         lam_s = 0.5 * base * (1.0 - a_side) + fst[FS_ES]
         nb = np.random.poisson(lam_b * dt)
         ns = np.random.poisson(lam_s * dt)
-        need_ev = 12 + 2 * (nb + ns) + abs(jump)
+        need_ev = 12 + 2 * (nb + ns) + abs(jump) + _flow_room(F_OFF[k], F_OFF[k + 1], F_WALK)
         if ne + need_ev > cap_ev or npl + 4 * need_ev + 400 > cap_pl:
             return -1, -1
         if k == 0:
@@ -665,6 +738,11 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
                 cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t, tid,
             )  # fmt: skip
             fst[FS_OI] += q if np.random.random() < p_open else -q
+        if flow_on:
+            ne, npl, tid = _flow_orders(F_OFF[k], F_OFF[k + 1], F_SIDE, F_SIZE, F_KIND, F_WALK, p_open, fst,
+                                        bsz, bnn, asz, ann, ist, ipar, mid_ticks, g_u, depth_bps, pi, lm, lsd,
+                                        cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl, t,
+                                        tid)  # fmt: skip
         # 3. this block's jump, rendered as a sweep through the book
         if jump != 0:
             xn = X[k]
@@ -672,56 +750,14 @@ def render(seed, k0, k1, t0_ns, dt_ns, X, JUMP, MU, SIG, REG, Y, ANT, seg_start,
             nask = (xn + sp) // 2
             mid_ticks = 0.5 * xn
             if jump < 0:
-                ne, npl, tid, tot = _sweep(
-                    -1,
-                    bsz,
-                    bnn,
-                    ist[IS_BID],
-                    nbid,
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                ne, npl, tid, tot = _sweep(-1, bsz, bnn, ist[IS_BID], nbid, ipar, mid_ticks, g_u, depth_bps,
+                                           pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl,
+                                           t, tid)  # fmt: skip
                 ns += 1
             else:
-                ne, npl, tid, tot = _sweep(
-                    1,
-                    asz,
-                    ann,
-                    ist[IS_ASK],
-                    nask,
-                    ipar,
-                    mid_ticks,
-                    g_u,
-                    depth_bps,
-                    pi,
-                    lm,
-                    lsd,
-                    cdf_n,
-                    scale,
-                    out_t,
-                    out_k,
-                    out_off,
-                    out_pl,
-                    ne,
-                    npl,
-                    t,
-                    tid,
-                )
+                ne, npl, tid, tot = _sweep(1, asz, ann, ist[IS_ASK], nask, ipar, mid_ticks, g_u, depth_bps,
+                                           pi, lm, lsd, cdf_n, scale, out_t, out_k, out_off, out_pl, ne, npl,
+                                           t, tid)  # fmt: skip
                 nb += 1
             fst[FS_OI] += tot if np.random.random() < p_open else -tot
             _move_touch(bsz, bnn, ist[IS_BID], nbid, 1, pi, lm, lsd, cdf_n, scale, reprice)

@@ -87,6 +87,21 @@ class Knobs(Strict):
         return np.array([getattr(self, k) for k in KNOB_NAMES], np.float64)
 
 
+class Flow(Strict):
+    """The order-flow market (docs/synthetic.md, "Order flow moves the price"): with a ``flow:``
+    section every aggressive order comes from ``flow.flow_pass`` and moves the mid; without one
+    the market is the exogenous-price market (and its event stream is unchanged). Strengths:
+    0 = off, 1 = the documented strength (``flow.FlowModel``)."""
+
+    impact: float = Field(1.0, ge=0, le=3)  # orders move the mid (0: they print, nothing moves)
+    metaorders: float = Field(1.0, ge=0, le=3)  # uninformed parent orders split over minutes
+    informed: float = Field(0.0, ge=0, le=3)  # metaorders start on the latent drift's side
+    liquidations: float = Field(0.0, ge=0, le=3)  # forced orders triggered by the mid's moves
+
+    def array(self) -> np.ndarray:
+        return np.array([self.impact, self.metaorders, self.informed, self.liquidations], np.float64)
+
+
 class Instrument(Strict):
     """The simulated perp. Defaults: a HYPE-like HIP-3 market (documented assumptions)."""
 
@@ -190,6 +205,7 @@ class Scenario(Strict):
     spot: Spot = Field(default_factory=Spot)
     funding: Funding = Field(default_factory=Funding)
     knobs: Knobs = Field(default_factory=Knobs)
+    flow: Flow | None = None
     regimes: dict[RegimeName, RegimeParams] = Field(default_factory=dict)
     phases: list[Phase] = Field(min_length=1)
 
@@ -211,6 +227,11 @@ class Scenario(Strict):
         """A copy with some knobs changed (``with_knobs(book=1)``); validated."""
         merged = self.knobs.model_dump() | knobs
         return self.model_copy(update={"knobs": Knobs.model_validate(merged)})
+
+    def with_flow(self, **flow: float) -> Scenario:
+        """A copy with some order-flow strengths changed (``with_flow(impact=0)``); validated."""
+        merged = (self.flow.model_dump() if self.flow else {}) | flow
+        return self.model_copy(update={"flow": Flow.model_validate(merged)})
 
     def regime_params(self, regime: str, phase: RegimeParams | None = None) -> dict[str, float]:
         """Effective parameters: regime defaults < scenario ``regimes:`` overrides < the phase's."""
@@ -392,6 +413,7 @@ def _allowed(parent: tuple) -> str | None:
         "spot": Spot,
         "funding": Funding,
         "knobs": Knobs,
+        "flow": Flow,
     }
     if not parent:
         model: type[BaseModel] | None = Scenario

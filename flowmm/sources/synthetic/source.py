@@ -11,6 +11,7 @@ import numpy as np
 from flowmm.core.events import EventTable
 from flowmm.errors import Diagnostic, Location
 from flowmm.sources.synthetic import calibration as C
+from flowmm.sources.synthetic import flow as F
 from flowmm.sources.synthetic import kernels as K
 from flowmm.sources.synthetic.scenario import Scenario, ScenarioError, load_scenario, parse_duration, segments
 
@@ -88,7 +89,9 @@ class Synthetic:
     ``"20m"``, ``"90s"``, seconds, or None for the scenario's own length (a shorter run shows
     the scenario's beginning and is an exact prefix of the full run).
 
-    The market does not react to orders: no fill or order of ours changes what it emits."""
+    The market does not react to our orders: no fill or order of ours changes what it emits
+    (with a ``flow:`` section the crowd's orders move the price; ours are too small to and are
+    not fed back, docs/synthetic.md)."""
 
     name = "synthetic"
     chunk_blocks = 600  # 60 s of events per chunk
@@ -147,7 +150,39 @@ class Synthetic:
         )  # fmt: skip
         K.anticipation(out["MULAT"], m.dt, m.anticipation_tau_s, out["ANT"])
         out["seg_start"], out["seg_par"] = seg_start, seg_par
+        out |= self._flow(x0, seg_start, seg_par, out)
         return out
+
+    def _flow(self, x0: int, seg_start: np.ndarray, seg_par: np.ndarray, lat: dict) -> dict[str, np.ndarray]:
+        """The order-flow pass (flow.py): every aggressive order of the run, and their impact
+        added to X (and their variance to SIG). Without a ``flow:`` section: no orders."""
+        n = lat["X"].shape[0]
+        out = {"F_OFF": np.zeros(n + 1, np.int64)}
+        scn = self.scenario
+        if scn.flow is None:
+            out |= {"F_SIDE": np.zeros(1), "F_SIZE": np.zeros(1)}
+            out |= {"F_KIND": np.zeros(1, np.int64), "F_WALK": np.zeros(1, np.int64)}
+            return out
+        ins = scn.instrument
+        fi = np.array([ins.price, ins.tick, 10.0**-ins.size_decimals, ins.trade_rate, ins.trade_size_median,
+                       ins.trade_size_logsd])  # fmt: skip
+        cap = int(n * self.model.dt * ins.trade_rate * 4) + 1000
+        while True:
+            side, size, kind, walk = (
+                np.zeros(cap),
+                np.zeros(cap),
+                np.zeros(cap, np.int64),
+                np.zeros(cap, np.int64),
+            )
+            X, SIG = lat["X"].copy(), lat["SIG"].copy()
+            got = F.flow_pass(_seed(self.seed, 4), x0, seg_start, seg_par, scn.flow.array(),
+                              F.FLOW_MODEL.array(), fi, lat["MU"], X, SIG, out["F_OFF"], side, size,
+                              kind, walk)  # fmt: skip
+            if got >= 0:
+                break
+            cap *= 2
+        lat["X"], lat["SIG"] = X, SIG
+        return out | {"F_SIDE": side[:got], "F_SIZE": size[:got], "F_KIND": kind[:got], "F_WALK": walk[:got]}
 
     def _ipar(self) -> np.ndarray:
         scn = self.scenario
@@ -197,6 +232,9 @@ class Synthetic:
             "sta": np.zeros((K.LEVELS, 3)),
         }
         scratch = [np.zeros((K.LEVELS, 3)) for _ in range(4)] + [np.zeros(8)]
+        flow = [lat[k] for k in ("F_OFF", "F_SIDE", "F_SIZE", "F_KIND", "F_WALK")] + [
+            self.scenario.flow is not None
+        ]
         paths = [lat[k] for k in ("X", "JUMP", "MU", "SIG", "REG", "Y", "ANT", "seg_start", "seg_par")]
         tables = (knobs, cst, ipar, pi, lm, lsd, cdf_odd, cdf_even, cdf_n)
         for c, k0 in enumerate(range(0, self.n_blocks, self.chunk_blocks)):
@@ -208,7 +246,7 @@ class Synthetic:
                 out = (np.empty(cap_ev, np.int64), np.empty(cap_ev, np.int64), np.empty(cap_ev + 1, np.int64),
                        np.empty(cap_pl))  # fmt: skip
                 ne, npl = K.render(_seed(self.seed, 3, c), k0, k1, self.start_ns, self.dt_ns, *paths, *tables,
-                                   *(state[k] for k in STATE), *scratch, *out)  # fmt: skip
+                                   *(state[k] for k in STATE), *scratch, *flow, *out)  # fmt: skip
                 if ne >= 0:
                     break
                 state = saved
