@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _engine import engine_kwargs  # bench/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHIVE = ROOT.parent / "shared/data/hyperliquid/s3_archive_l2book/market_data_20240101_12_l2Book_BTC.lz4"
@@ -83,21 +84,6 @@ def pct(name: str, xs_ns: list[int]) -> str:
     a = np.asarray(xs_ns, np.float64) / 1e3
     p50, p90, p99 = np.percentile(a, [50, 90, 99])
     return f"  {name:<34} p50 {p50:8.0f} us   p90 {p90:8.0f} us   p99 {p99:8.0f} us   max {a.max():8.0f} us"
-
-
-def engine_kwargs(broker, backend: str | None = None) -> dict:
-    """Graph.run's engine as ``flowmm run`` picks it. Today a broker runs on Graph.run's default
-    (the python interpreter) and a graph without one on ``default_backend()``; once the compiled
-    loop drives the broker (issue 16) its default is that, and nothing here needs to change."""
-    if backend is not None:
-        return {"backend": backend}
-    if broker is not None:
-        return {}
-    try:
-        from flowmm.cli import default_backend
-    except ImportError:  # no choice left to make
-        return {}
-    return {"backend": default_backend()}
 
 
 class _Timed:

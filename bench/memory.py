@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _engine import engine_kwargs  # bench/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FLOWMM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
@@ -45,21 +47,6 @@ def _now_rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def engine_kwargs(broker, backend: str | None = None) -> dict:
-    """Graph.run's engine as ``flowmm run`` picks it. Today a broker runs on Graph.run's default
-    (the python interpreter) and a graph without one on ``default_backend()``; once the compiled
-    loop drives the broker (issue 16) its default is that, and nothing here needs to change."""
-    if backend is not None:
-        return {"backend": backend}
-    if broker is not None:
-        return {}
-    try:
-        from flowmm.cli import default_backend
-    except ImportError:  # no choice left to make
-        return {}
-    return {"backend": default_backend()}
 
 
 def child(kind: str, arg: str, graph_path: str, backend: str | None) -> None:

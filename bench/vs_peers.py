@@ -45,6 +45,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _engine import engine_kwargs  # bench/ is on sys.path when a script runs
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 ROWS_PER_MIN = 2400  # npz rows per minute of the synthetic market (calm; measured)
@@ -96,19 +98,6 @@ def make_file(path: Path, rows: int, scenario: str, seed: int) -> dict:
 
 
 # -- flowmm children ----------------------------------------------------------------------------
-def engine_kwargs(broker, backend: str | None = None) -> dict:
-    """Graph.run's engine as ``flowmm run`` picks it. Today a broker runs on Graph.run's default
-    (the python interpreter) and a graph without one on ``default_backend()``; once the compiled
-    loop drives the broker (issue 16) its default is that, and nothing here needs to change."""
-    if backend is not None:
-        return {"backend": backend}
-    if broker is not None:
-        return {}
-    try:
-        from flowmm.cli import default_backend
-    except ImportError:  # no choice left to make
-        return {}
-    return {"backend": default_backend()}
 
 
 def _graph(name: str):
