@@ -167,8 +167,10 @@ def test_a_hard_stop_cancels_all_and_refuses_new_orders(limit, archive_rec, prob
         seen["resting"] = _wait(lambda: len(ex._open(user)) >= 2)
         srv.push(ex.external_fill(user, "BTC", 1.0, 42_000.0, 0.02))
         seen["cleared"] = _wait(lambda: ex._open(user) == [])  # while the run still goes on
-        time.sleep(0.3)  # a place sent before the halt may land after it (its cancel follows)
-        seen["cleared"] &= _wait(lambda: ex._open(user) == [])
+        # a place sent before the halt may land after it (its cancel follows): wait until every
+        # request sent so far is answered, not for a fixed time (a loaded machine is slower)
+        answered = lambda: broker.halted is not None and broker.inflight == 0  # noqa: E731
+        seen["cleared"] &= _wait(lambda: answered() and ex._open(user) == [])
         seen["orders_then"] = ex.stats["action_order"] + ex.stats["action_batchModify"]
         time.sleep(0.5)
         seen["orders_later"] = ex.stats["action_order"] + ex.stats["action_batchModify"]
